@@ -33,9 +33,14 @@ def _fields(cls: type) -> tuple[tuple[str, str, Any, bool], ...]:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value == "" or value is False or value == 0 and not isinstance(
-        value, bool
-    ) or (isinstance(value, list | dict | tuple) and not value)
+    return (
+        value is None
+        or value == ""
+        or value is False
+        or value == 0
+        and not isinstance(value, bool)
+        or (isinstance(value, list | dict | tuple) and not value)
+    )
 
 
 def to_dict(obj: Any) -> Any:

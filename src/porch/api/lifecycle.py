@@ -62,8 +62,7 @@ def check_transition(old: Lifecycle, new: Lifecycle, endpoint: Endpoint) -> None
             )
         if old is P:
             raise Invalid(
-                f"cannot change approval from {old} to {new}; only Draft and Published are"
-                " allowed"
+                f"cannot change approval from {old} to {new}; only Draft and Published are allowed"
             )
         raise Invalid(f"cannot change approval from {old} to {new}")
     if old in (D, P):

@@ -83,28 +83,35 @@ def object_uid(kind: str, group_version: str, namespace: str, name: str) -> str:
 def validate_package_revision_names(repository: str, package: str, workspace: str) -> None:
     """All naming checks of §1.3; raises ``Invalid`` with the first failing field."""
     if not is_dns_label(repository):
-        raise Invalid(f"invalid repository name {repository!r}: " + "; ".join(
-            dns_label_errors(repository)))
+        raise Invalid(
+            f"invalid repository name {repository!r}: " + "; ".join(dns_label_errors(repository))
+        )
     if not package:
         raise Invalid("spec.packageName is required")
     if "//" in package or package.startswith("/") or package.endswith("/"):
         raise Invalid(f"invalid packageName {package!r}: must not contain empty path segments")
     if not is_dns_label(package.replace("/", "")):
-        raise Invalid(f"invalid packageName {package!r}: " + "; ".join(
-            dns_label_errors(package.replace("/", ""))))
+        raise Invalid(
+            f"invalid packageName {package!r}: "
+            + "; ".join(dns_label_errors(package.replace("/", "")))
+        )
     last = package.rsplit("/", 1)[-1]
     if not is_dns_label(last):
         raise Invalid(f"invalid packageName {package!r}: " + "; ".join(dns_label_errors(last)))
     for segment in package.split("/"):
         if segment in (".", "..") or not is_dns_label(segment):
-            raise Invalid(f"invalid packageName {package!r}: segment {segment!r} is not a DNS"
-                          " label")
+            raise Invalid(
+                f"invalid packageName {package!r}: segment {segment!r} is not a DNS label"
+            )
     if not workspace:
         raise Invalid("spec.workspaceName is required")
     if not is_dns_label(workspace):
-        raise Invalid(f"invalid workspaceName {workspace!r}: " + "; ".join(
-            dns_label_errors(workspace)))
+        raise Invalid(
+            f"invalid workspaceName {workspace!r}: " + "; ".join(dns_label_errors(workspace))
+        )
     name = compose_name(repository, package, workspace)
     if not is_dns_subdomain(name):
-        raise Invalid(f"invalid package revision name {name!r}: must be a DNS-1123 subdomain"
-                      " of at most 253 characters")
+        raise Invalid(
+            f"invalid package revision name {name!r}: must be a DNS-1123 subdomain"
+            " of at most 253 characters"
+        )

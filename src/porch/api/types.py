@@ -284,9 +284,7 @@ class PackageRevisionResources:
     kind: str = "PackageRevisionResources"
     metadata: ObjectMeta = field(default_factory=ObjectMeta)
     spec: PackageRevisionResourcesSpec = field(default_factory=PackageRevisionResourcesSpec)
-    status: PackageRevisionResourcesStatus = field(
-        default_factory=PackageRevisionResourcesStatus
-    )
+    status: PackageRevisionResourcesStatus = field(default_factory=PackageRevisionResourcesStatus)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = to_dict(self)

@@ -46,11 +46,8 @@ class RevisionInfo:
 
     @property
     def placeholder(self) -> bool:
-        return self.revision == -1 and self.lifecycle.published_like and self.ref_is_branch
-
-    @property
-    def ref_is_branch(self) -> bool:
-        return not (self.ref.startswith(("drafts/", "proposed/")) or "/" in self.ref)
+        """The package as it sits on the registered branch (ref and workspace are the branch)."""
+        return self.revision == -1 and self.ref == self.workspace
 
 
 def _nothing() -> None:

@@ -1,0 +1,1 @@
+"""Command-line entry points: ``porch`` (admin) and ``porchctl`` (client)."""

@@ -1,0 +1,889 @@
+"""The orchestration engine: every package operation, its rules, locks and rollback.
+
+Each write follows the same shape: validate, take the per-object lock, compute the new file
+set (task, Kptfile sync, render), move refs in the repository, then commit the index row and
+its event in one store transaction and fan the event out to watchers. When a later step fails
+the repository change is undone by compare-and-swap, so nothing half-written stays behind.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from porch.api.lifecycle import Endpoint, check_create_lifecycle, check_transition
+from porch.api.lifecycle import parse_lifecycle as _parse_lifecycle
+from porch.api.names import compose_name, parse_name, validate_package_revision_names
+from porch.api.types import (
+    LATEST_REVISION_LABEL,
+    PUSH_ON_RENDER_FAILURE,
+    Lifecycle,
+    PackageRevision,
+    PackageRevisionResources,
+    PorchPackage,
+    Repository,
+    Task,
+)
+from porch.engine import convert
+from porch.engine.locks import KeyedLocks, TryLocks
+from porch.engine.render import NoFunctionRuntime, Renderer, RenderOutcome
+from porch.engine.repositories import RepositoryRegistry
+from porch.engine.rules import (
+    check_latest_label_create,
+    check_latest_label_update,
+    check_published_spec_unchanged,
+    choose_task,
+    task_json,
+    upstream_referrers,
+)
+from porch.engine.selectors import RevisionFilter, parse_package_filter, parse_revision_filter
+from porch.engine.watch import Watcher, WatchEvent, WatchHub
+from porch.errors import (
+    BadRequest,
+    Expired,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RenderError,
+    StaleResourceVersion,
+)
+from porch.krm.kptfile import (
+    kptfile_set_metadata,
+    kptfile_sync_conditions,
+    kptfile_sync_readiness_gates,
+)
+from porch.krm.resources import heal_comments
+from porch.repository.paths import check_package_files
+from porch.repository.types import PORCH_AUTHOR, Author, Change, PackageRepository, RevisionInfo
+from porch.store.types import Event, RevisionRow, Store, Transaction
+from porch.tasks import edit_task, init_task
+
+Fault = Callable[[str], None]
+RESOURCE = "packagerevisions.porch.kpt.dev"
+
+
+def _no_fault(point: str) -> None:
+    return None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Engine:
+    """Thread-safe; one per server process."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        opener: Callable[[Repository], PackageRepository],
+        renderer: Renderer | None = None,
+        fault: Fault = _no_fault,
+        clock: Callable[[], str] = _now,
+        event_window: int = 100_000,
+    ) -> None:
+        self.store = store
+        self.repositories = RepositoryRegistry(store, opener)
+        self.renderer = renderer or NoFunctionRuntime(
+            lambda files: convert.kptfile_summary(files)["hasPipeline"]
+        )
+        self._fault = fault
+        self._clock = clock
+        self._event_window = event_window
+        self._try_locks = TryLocks()
+        self._package_locks = KeyedLocks()
+        self._commit_lock = threading.Lock()
+        self.hub = WatchHub()
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _commit(
+        self,
+        work: Callable[[Transaction], list[Event]],
+        undo: Iterable[Change] = (),
+        *,
+        point: str = "",
+    ) -> None:
+        """Run ``work`` in one store transaction, then publish its events in commit order.
+
+        If anything fails before the commit, every repository change in ``undo`` is rolled back
+        (newest first) and the error propagates.
+        """
+        try:
+            if point:
+                self._fault(point)
+            with self._commit_lock:
+                with self.store.transaction() as txn:
+                    events = work(txn)
+                    self._fault("commit")
+                for event in events:
+                    self.hub.publish(WatchEvent(event.type, event.body, event.resource_version))
+        except BaseException:
+            for change in reversed(list(undo)):
+                change.undo()
+            raise
+
+    def _stamp(
+        self, txn: Transaction, row: RevisionRow, event_type: str, repo: Repository
+    ) -> Event:
+        row.resource_version = txn.next_resource_version()
+        if event_type == "DELETED":
+            txn.delete_revision(row.namespace, row.name)
+        else:
+            txn.put_revision(row)
+        latest = self._is_latest(row, txn_rows=None)
+        body = convert.to_package_revision(row, latest=latest, repo=repo).to_dict()
+        event = Event(
+            row.resource_version, event_type, "PackageRevision", row.namespace, row.name, body
+        )
+        txn.add_event(event)
+        return event
+
+    def _latest_revision(self, namespace: str, repository: str, package: str) -> int:
+        best = 0
+        for row in self.store.list_revisions(namespace, repository=repository, package=package):
+            if row.revision > best and Lifecycle(row.lifecycle).published_like:
+                best = row.revision
+        return best
+
+    def _is_latest(self, row: RevisionRow, txn_rows: list[RevisionRow] | None) -> bool:
+        if row.revision <= 0 or not Lifecycle(row.lifecycle).published_like:
+            return False
+        rows = txn_rows
+        if rows is None:
+            rows = self.store.list_revisions(
+                row.namespace, repository=row.repository, package=row.package
+            )
+        best = max((r.revision for r in rows if Lifecycle(r.lifecycle).published_like), default=0)
+        return row.revision == best
+
+    def _row(self, namespace: str, name: str) -> RevisionRow:
+        if not namespace:
+            raise BadRequest("namespace must be specified")
+        row = self.store.get_revision(namespace, name)
+        if row is None:
+            parse_name(name)  # a malformed name is a 400, not a 404
+            raise NotFound(f'{RESOURCE} "{name}" not found')
+        return row
+
+    def _render(self, files: Mapping[str, str]) -> RenderOutcome:
+        return self.renderer.render(files)
+
+    def _author(self, repo: Repository, user: str | None) -> Author:
+        git = repo.spec.git
+        if git and (git.author or git.email):
+            return Author(git.author or git.email, git.email or git.author)
+        if user:
+            return Author(user, user)
+        return PORCH_AUTHOR
+
+    def _object(self, row: RevisionRow, repo: Repository) -> PackageRevision:
+        return convert.to_package_revision(row, latest=self._is_latest(row, None), repo=repo)
+
+    # --- repositories -------------------------------------------------------------------------
+
+    def register_repository(self, repo: Repository) -> Repository:
+        """Register (or re-register) a repository and index what it holds."""
+        from porch.engine.repositories import KIND, immutable_changes, validate_repository
+        from porch.store.types import ObjectRow
+
+        validate_repository(repo)
+        ns, name = repo.metadata.namespace, repo.metadata.name
+        existing = self.store.get_object(KIND, ns, name)
+        if existing is not None:
+            old = Repository.from_dict(existing.body)
+            changed = immutable_changes(old, repo)
+            if changed:
+                raise Invalid(f"spec.{changed[0]} is immutable")
+        repo.metadata.creation_timestamp = repo.metadata.creation_timestamp or self._clock()
+        repo.metadata.resource_version = ""
+        adapter = self.repositories.adapter(repo)
+        body = repo.to_dict()
+        body.pop("status", None)
+
+        def work(txn: Transaction) -> list[Event]:
+            rv = txn.next_resource_version()
+            txn.put_object(ObjectRow(KIND, ns, name, body, rv))
+            return []
+
+        self._commit(work)
+        self.sync_repository(ns, name, adapter=adapter)
+        return self.repositories.get(ns, name)
+
+    def unregister_repository(self, namespace: str, name: str) -> None:
+        from porch.engine.repositories import KIND
+
+        repo = self.repositories.get(namespace, name)
+        rows = self.store.list_revisions(namespace, repository=name)
+
+        def work(txn: Transaction) -> list[Event]:
+            events = [self._stamp(txn, row, "DELETED", repo) for row in rows]
+            txn.next_resource_version()
+            txn.delete_object(KIND, namespace, name)
+            return events
+
+        self._commit(work)
+        self.repositories.forget(namespace, name)
+
+    def sync_repository(
+        self, namespace: str, name: str, *, adapter: PackageRepository | None = None
+    ) -> list[str]:
+        """Reconcile the index with what the repository holds; returns recovery notes."""
+        repo = self.repositories.get(namespace, name)
+        adapter = adapter or self.repositories.adapter(repo)
+        adapter.fetch()
+        notes: list[str] = []
+        recover = getattr(adapter, "recover", None)
+        if callable(recover):
+            notes = list(recover())
+        found = {compose_name(name, i.package, i.workspace): i for i in adapter.list_revisions()}
+        rows = {r.name: r for r in self.store.list_revisions(namespace, repository=name)}
+        added, changed, gone = [], [], []
+        for key, info in found.items():
+            row = rows.get(key)
+            if row is None:
+                added.append(info)
+            elif (row.commit, row.lifecycle, row.revision, row.ref) != (
+                info.commit,
+                str(info.lifecycle),
+                info.revision,
+                info.ref,
+            ):
+                changed.append((row, info))
+        gone = [row for key, row in rows.items() if key not in found]
+        if not (added or changed or gone):
+            return notes
+        prepared: list[tuple[RevisionRow, str]] = []
+        for info in added:
+            summary = convert.kptfile_summary(adapter.read_files(info))
+            new = convert.row_from_info(namespace, name, info, summary)
+            new.meta = {"creationTimestamp": new.published_at or self._clock()}
+            prepared.append((new, "ADDED"))
+        for row, info in changed:
+            summary = (
+                row.kptfile
+                if row.commit == info.commit
+                else convert.kptfile_summary(adapter.read_files(info))
+            )
+            new = convert.row_from_info(namespace, name, info, summary)
+            new.meta = row.meta
+            prepared.append((new, "MODIFIED"))
+
+        def work(txn: Transaction) -> list[Event]:
+            events = [self._stamp(txn, row, "DELETED", repo) for row in gone]
+            events += [self._stamp(txn, row, kind, repo) for row, kind in prepared]
+            return events
+
+        self._commit(work)
+        return notes
+
+    def start(self) -> list[str]:
+        """Re-index every registered repository (after a restart); returns recovery notes."""
+        notes: list[str] = []
+        for repo in self.repositories.list():
+            notes += self.sync_repository(repo.metadata.namespace, repo.metadata.name)
+        return notes
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def get(self, namespace: str, name: str) -> PackageRevision:
+        row = self._row(namespace, name)
+        return self._object(row, self.repositories.get(namespace, row.repository))
+
+    def list(
+        self, namespace: str | None, *, field_selector: str = "", label_selector: str = ""
+    ) -> tuple[builtins.list[PackageRevision], str]:
+        """Matching revisions and the resourceVersion of the list."""
+        flt = parse_revision_filter(namespace, field_selector, label_selector)
+        return self._list(flt), str(self.store.current_resource_version())
+
+    def _list(self, flt: RevisionFilter) -> builtins.list[PackageRevision]:
+        rows = self.store.list_revisions(
+            flt.namespace,
+            repository=flt.repository or None if not flt.name else None,
+            package=flt.package or None if not flt.name else None,
+        )
+        latest: dict[tuple[str, str, str], int] = {}
+        for r in rows:
+            if Lifecycle(r.lifecycle).published_like:
+                key = (r.namespace, r.repository, r.package)
+                latest[key] = max(latest.get(key, 0), r.revision)
+        repos: dict[tuple[str, str], Repository] = {}
+        out = []
+        for r in rows:
+            is_latest = (
+                r.revision > 0
+                and latest.get((r.namespace, r.repository, r.package)) == (r.revision)
+                and Lifecycle(r.lifecycle).published_like
+            )
+            labels = dict(r.meta.get("labels") or {})
+            if is_latest:
+                labels[LATEST_REVISION_LABEL] = "true"
+            if not flt.matches(
+                namespace=r.namespace,
+                name=r.name,
+                repository=r.repository,
+                package=r.package,
+                workspace=r.workspace,
+                revision=r.revision,
+                lifecycle=r.lifecycle,
+                kptfile_labels=r.kptfile.get("labels") or {},
+                labels=labels,
+            ):
+                continue
+            rkey = (r.namespace, r.repository)
+            if rkey not in repos:
+                repos[rkey] = self.repositories.get(*rkey)
+            out.append(convert.to_package_revision(r, latest=is_latest, repo=repos[rkey]))
+        return out
+
+    def get_resources(self, namespace: str, name: str) -> PackageRevisionResources:
+        row = self._row(namespace, name)
+        repo = self.repositories.get(namespace, row.repository)
+        files = self.repositories.adapter(repo).read_files(convert.info_from_row(row))
+        return convert.to_resources(row, files, repo=repo, latest=self._is_latest(row, None))
+
+    def list_resources(
+        self, namespace: str | None, *, field_selector: str = "", label_selector: str = ""
+    ) -> builtins.list[PackageRevisionResources]:
+        out = []
+        for pr in self.list(
+            namespace, field_selector=field_selector, label_selector=label_selector
+        )[0]:
+            out.append(self.get_resources(pr.metadata.namespace, pr.metadata.name))
+        return out
+
+    def list_packages(
+        self, namespace: str | None, *, field_selector: str = ""
+    ) -> builtins.list[PorchPackage]:
+        flt = parse_package_filter(namespace, field_selector)
+        groups: dict[tuple[str, str, str], int] = {}
+        for r in self.store.list_revisions(flt.namespace, repository=flt.repository or None):
+            key = (r.namespace, r.repository, r.package)
+            best = groups.get(key, 0)
+            if Lifecycle(r.lifecycle).published_like and r.revision > best:
+                best = r.revision
+            groups[key] = best
+        out = []
+        for (ns, repo, pkg), latest in sorted(groups.items()):
+            obj = convert.to_porch_package(ns, repo, pkg, latest)
+            if flt.name and obj.metadata.name != flt.name:
+                continue
+            if flt.package and pkg != flt.package:
+                continue
+            out.append(obj)
+        return out
+
+    # --- create --------------------------------------------------------------------------------
+
+    def create(self, pr: PackageRevision, *, user: str | None = None) -> PackageRevision:
+        ns, spec = pr.metadata.namespace, pr.spec
+        if not ns:
+            raise BadRequest("namespace must be specified")
+        if not spec.repository:
+            raise BadRequest("spec.repositoryName is required")
+        repo = self.repositories.get(ns, spec.repository)
+        check_latest_label_create(pr)
+        validate_package_revision_names(spec.repository, spec.package_name, spec.workspace_name)
+        check_create_lifecycle(spec.lifecycle)
+        task = choose_task(pr)
+        name = compose_name(spec.repository, spec.package_name, spec.workspace_name)
+        key = f"{ns}-{spec.repository}-{spec.package_name}-{spec.workspace_name}"
+        with self._try_locks.hold(
+            "create:" + key,
+            lambda: (
+                "another request is already in progress to create package revision with"
+                f" details namespace={ns}, repository={spec.repository},"
+                f" package={spec.package_name}, workspace={spec.workspace_name}"
+            ),
+        ):
+            return self._create_locked(pr, repo, task, name, user)
+
+    def _create_locked(
+        self, pr: PackageRevision, repo: Repository, task: Task, name: str, user: str | None
+    ) -> PackageRevision:
+        from porch.errors import AlreadyExists
+
+        ns, spec = pr.metadata.namespace, pr.spec
+        siblings = self.store.list_revisions(
+            ns, repository=spec.repository, package=spec.package_name
+        )
+        if self.store.get_revision(ns, name) is not None or any(
+            r.workspace == spec.workspace_name for r in siblings
+        ):
+            raise AlreadyExists(
+                "package revision workspaceNames must be unique; package revision with name"
+                f" {spec.package_name} in repo {spec.repository} with workspaceName"
+                f" {spec.workspace_name} already exists"
+            )
+        if task.type in ("init", "clone"):
+            if task.type == "clone" and siblings:
+                raise AlreadyExists(
+                    f'`clone` cannot create a new revision for package "{spec.package_name}"'
+                    f' that already exists in repo "{spec.repository}"; make subsequent'
+                    " revisions using `copy`"
+                )
+            if siblings:
+                raise AlreadyExists(
+                    f'package "{spec.package_name}" already exists in repository'
+                    f' "{spec.repository}"'
+                )
+            other = self.store.nested_package(ns, spec.repository, spec.package_name)
+            if other:
+                raise Invalid(
+                    f'package path "{spec.package_name}" conflicts with existing package'
+                    f' "{other}": packages cannot be nested'
+                )
+        files = self._run_task(task, pr, repo)
+        files = self._sync_kptfile_on_create(files, pr)
+        outcome = self._render(files)
+        if outcome.failed:
+            raise RenderError(
+                "Error rendering package in kpt function pipeline. Package NOT pushed to"
+                " remote. Fix locally (until 'kpt fn render' succeeds) and retry. Details: "
+                + outcome.error
+            )
+        files = outcome.files
+        check_package_files(files)
+        summary = convert.kptfile_summary(files)
+        self._fault("create:before-write")
+        adapter = self.repositories.adapter(repo)
+        change = adapter.write(
+            package=spec.package_name,
+            workspace=spec.workspace_name,
+            files=files,
+            lifecycle=Lifecycle.DRAFT,
+            task=task_json(task),
+            author=self._author(repo, user),
+            base=None,
+        )
+        assert change.info is not None
+        row = convert.row_from_info(ns, spec.repository, change.info, summary)
+        row.meta = convert.metadata_of(pr.metadata, creation=self._clock())
+        self._commit(
+            lambda txn: [self._stamp(txn, row, "ADDED", repo)], [change], point="create:after-write"
+        )
+        return self._object(row, repo)
+
+    def _run_task(self, task: Task, pr: PackageRevision, repo: Repository) -> dict[str, str]:
+        spec = pr.spec
+        if task.type == "init":
+            from porch.api.types import PackageInitTaskSpec
+
+            return init_task(task.init or PackageInitTaskSpec(), spec.package_name)
+        if task.type == "edit":
+            source_name = task.edit.source_ref.name if task.edit and task.edit.source_ref else ""
+            source = self.store.get_revision(pr.metadata.namespace, source_name)
+            if source is None:
+                raise NotFound(f'cannot find package revision "{source_name}"')
+            if source.repository != spec.repository or source.package != spec.package_name:
+                raise Invalid(
+                    f"source revision must be from same package {spec.repository}/"
+                    f"{spec.package_name}"
+                )
+            if source.revision == -1:
+                raise Invalid(
+                    "source revision may not be the placeholder package revision"
+                    f" {source.repository}/{source.name}"
+                )
+            if not Lifecycle(source.lifecycle).published_like:
+                raise Invalid("source revision must be published")
+            files = self.repositories.adapter(repo).read_files(convert.info_from_row(source))
+            return edit_task(files)
+        raise Invalid(f'task of type "{task.type}" is not supported by this server yet')
+
+    @staticmethod
+    def _sync_kptfile_on_create(files: dict[str, str], pr: PackageRevision) -> dict[str, str]:
+        text = files.get("Kptfile")
+        if text is None:
+            raise Invalid("package must contain Kptfile at root")
+        meta = pr.spec.package_metadata
+        if meta and (meta.labels or meta.annotations):
+            text = kptfile_set_metadata(
+                text, labels=meta.labels, annotations=meta.annotations, replace=False
+            )
+        if pr.spec.readiness_gates:
+            gates = [g.condition_type for g in pr.spec.readiness_gates]
+            text = kptfile_sync_readiness_gates(text, gates)
+        return {**files, "Kptfile": text}
+
+    # --- update --------------------------------------------------------------------------------
+
+    def _check_resource_version(self, given: str, row: RevisionRow) -> None:
+        if not given:
+            raise StaleResourceVersion("resourceVersion must be specified for an update")
+        if given != str(row.resource_version):
+            raise StaleResourceVersion(
+                f'Operation cannot be fulfilled on {RESOURCE} "{row.name}": the object has been'
+                " modified; please apply your changes to the latest version and try again"
+            )
+
+    def _object_lock(self, namespace: str, name: str) -> Any:
+        return self._try_locks.hold(
+            f"{namespace}/{name}",
+            lambda: (
+                f'another request is already in progress on package revision "{namespace}/{name}"'
+            ),
+        )
+
+    def update(
+        self,
+        pr: PackageRevision,
+        *,
+        endpoint: Endpoint = Endpoint.MAIN,
+        user: str | None = None,
+    ) -> PackageRevision:
+        """PUT of the object (``MAIN``) or of its ``approval`` subresource."""
+        ns, name = pr.metadata.namespace, pr.metadata.name
+        row = self._row(ns, name)
+        with self._object_lock(ns, name):
+            row = self._row(ns, name)
+            repo = self.repositories.get(ns, row.repository)
+            current = self._object(row, repo)
+            self._check_resource_version(pr.metadata.resource_version, row)
+            old = Lifecycle(row.lifecycle)
+            new = _parse_lifecycle(pr.spec.lifecycle)
+            check_transition(old, new, endpoint)
+            check_latest_label_update(pr, LATEST_REVISION_LABEL in current.metadata.labels)
+            if old.published_like:
+                check_published_spec_unchanged(current, pr)
+            meta = convert.metadata_of(
+                pr.metadata, creation=row.meta.get("creationTimestamp") or self._clock()
+            )
+            if row.meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = row.meta["deletionTimestamp"]
+                if not meta["finalizers"]:
+                    return self._finish_deletion(row, repo, meta)
+            adapter = self.repositories.adapter(repo)
+            info = convert.info_from_row(row)
+            if old is Lifecycle.DRAFT:
+                return self._update_draft(row, repo, adapter, pr, new, meta, user)
+            if old is Lifecycle.PROPOSED and new is Lifecycle.PUBLISHED:
+                return self._approve(row, repo, adapter, meta, user)
+            changes: builtins.list[Change] = []
+            new_row = _copy(row)
+            new_row.meta = meta
+            if new is not old:
+                change = adapter.set_lifecycle(info, new)
+                assert change.info is not None
+                changes.append(change)
+                new_row.lifecycle = str(change.info.lifecycle)
+                new_row.ref = change.info.ref
+                new_row.commit = change.info.commit
+            self._commit(
+                lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo)],
+                changes,
+                point="update:after-lifecycle",
+            )
+            return self._object(new_row, repo)
+
+    def _update_draft(
+        self,
+        row: RevisionRow,
+        repo: Repository,
+        adapter: PackageRepository,
+        pr: PackageRevision,
+        new: Lifecycle,
+        meta: dict[str, Any],
+        user: str | None,
+    ) -> PackageRevision:
+        info = convert.info_from_row(row)
+        files = adapter.read_files(info)
+        text = files["Kptfile"]
+        spec = pr.spec
+        if spec.package_metadata is not None:
+            text = kptfile_set_metadata(
+                text,
+                labels=spec.package_metadata.labels,
+                annotations=spec.package_metadata.annotations,
+                replace=True,
+            )
+        text = kptfile_sync_readiness_gates(text, [g.condition_type for g in spec.readiness_gates])
+        if pr.status.conditions:
+            from porch.api._serde import to_dict
+
+            text = kptfile_sync_conditions(text, to_dict(pr.status.conditions))
+        outcome = self._render({**files, "Kptfile": text})
+        if outcome.failed:
+            raise RenderError(
+                "Error rendering package in kpt function pipeline. Package NOT pushed to"
+                " remote. Fix locally (until 'kpt fn render' succeeds) and retry. Details: "
+                + outcome.error
+            )
+        change = adapter.write(
+            package=row.package,
+            workspace=row.workspace,
+            files=outcome.files,
+            lifecycle=new,
+            task={"type": "render"},
+            author=self._author(repo, user),
+            base=info,
+        )
+        assert change.info is not None
+        new_row = convert.row_from_info(
+            row.namespace, row.repository, change.info, convert.kptfile_summary(outcome.files)
+        )
+        new_row.meta = meta
+        self._commit(
+            lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo)],
+            [change],
+            point="update:after-write",
+        )
+        return self._object(new_row, repo)
+
+    def _approve(
+        self,
+        row: RevisionRow,
+        repo: Repository,
+        adapter: PackageRepository,
+        meta: dict[str, Any],
+        user: str | None,
+    ) -> PackageRevision:
+        with self._package_locks.hold(f"{row.namespace}/{row.repository}/{row.package}"):
+            number = self._latest_revision(row.namespace, row.repository, row.package) + 1
+            change = adapter.publish(
+                convert.info_from_row(row), revision=number, author=self._author(repo, user)
+            )
+            assert change.info is not None
+            published = convert.row_from_info(
+                row.namespace, row.repository, change.info, row.kptfile
+            )
+            published.meta = meta
+            holder = self.store.get_revision(
+                row.namespace, compose_name(row.repository, row.package, adapter.branch)
+            )
+            placeholder = convert.row_from_info(
+                row.namespace,
+                row.repository,
+                RevisionInfo(
+                    package=row.package,
+                    workspace=adapter.branch,
+                    revision=-1,
+                    lifecycle=Lifecycle(holder.lifecycle) if holder else Lifecycle.PUBLISHED,
+                    commit=change.info.commit,
+                    ref=adapter.branch,
+                    published_by=change.info.published_by,
+                    published_at=change.info.published_at,
+                ),
+                row.kptfile,
+            )
+            placeholder.meta = holder.meta if holder else {"creationTimestamp": self._clock()}
+            previous = [
+                r
+                for r in self.store.list_revisions(
+                    row.namespace, repository=row.repository, package=row.package
+                )
+                if r.revision > 0
+                and Lifecycle(r.lifecycle).published_like
+                and r.revision == number - 1
+            ]
+
+            def work(txn: Transaction) -> builtins.list[Event]:
+                events = [self._stamp(txn, published, "MODIFIED", repo)]
+                events.append(
+                    self._stamp(txn, placeholder, "MODIFIED" if holder else "ADDED", repo)
+                )
+                # The former latest loses its computed label: it changed, so it gets a new RV.
+                events += [self._stamp(txn, r, "MODIFIED", repo) for r in previous]
+                return events
+
+            self._commit(work, [change], point="approve:after-publish")
+            return self._object(published, repo)
+
+    # --- resources -----------------------------------------------------------------------------
+
+    def update_resources(
+        self, prr: PackageRevisionResources, *, user: str | None = None
+    ) -> PackageRevisionResources:
+        """Replace the whole file set of a Draft and re-render it (spec §3.3)."""
+        ns, name = prr.metadata.namespace, prr.metadata.name
+        self._row(ns, name)
+        with self._object_lock(ns, name):
+            row = self._row(ns, name)
+            repo = self.repositories.get(ns, row.repository)
+            self._check_resource_version(prr.metadata.resource_version, row)
+            if row.lifecycle != Lifecycle.DRAFT:
+                raise Invalid(
+                    f'cannot update a package revision with lifecycle value "{row.lifecycle}";'
+                    " package must be Draft"
+                )
+            submitted = dict(prr.spec.resources)
+            check_package_files(submitted)
+            adapter = self.repositories.adapter(repo)
+            info = convert.info_from_row(row)
+            old_files = adapter.read_files(info)
+            files = heal_comments(old_files, submitted)
+            if "Kptfile" not in files:
+                raise Invalid("package must contain Kptfile at root")
+            outcome = self._render(files)
+            push_anyway = row.meta.get("annotations", {}).get(PUSH_ON_RENDER_FAILURE) == "true"
+            if outcome.failed and not push_anyway:
+                raise RenderError(
+                    "error rendering package in kpt function pipeline. Package NOT pushed to"
+                    " remote. Fix locally (until 'kpt fn render' succeeds) and retry. Details: "
+                    + outcome.error
+                )
+            change = adapter.write(
+                package=row.package,
+                workspace=row.workspace,
+                files=outcome.files,
+                lifecycle=Lifecycle.DRAFT,
+                task={"type": "render"},
+                author=self._author(repo, user),
+                base=info,
+            )
+            assert change.info is not None
+            new_row = convert.row_from_info(
+                ns, row.repository, change.info, convert.kptfile_summary(outcome.files)
+            )
+            new_row.meta = row.meta
+            self._commit(
+                lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo)],
+                [change],
+                point="resources:after-write",
+            )
+            if outcome.failed:
+                raise RenderError(
+                    "error rendering package in kpt function pipeline. Package pushed to remote"
+                    " despite render failure. Details: " + outcome.error,
+                    pushed=True,
+                )
+            result = convert.to_resources(new_row, outcome.files, repo=repo, latest=False)
+            if outcome.result is not None:
+                from porch.api._serde import from_dict
+                from porch.api.types import RenderStatus
+
+                result.status.render_status = from_dict(
+                    RenderStatus, {"result": outcome.result, "error": outcome.error}
+                )
+            return result
+
+    # --- delete --------------------------------------------------------------------------------
+
+    def delete(self, namespace: str, name: str, *, user: str | None = None) -> PackageRevision:
+        row = self._row(namespace, name)
+        if row.lifecycle == Lifecycle.PUBLISHED:
+            raise Forbidden(
+                "published PackageRevisions must be proposed for deletion by setting"
+                " spec.lifecycle to 'DeletionProposed' prior to deletion"
+            )
+        referrers = upstream_referrers(name, self.store.mentioning(namespace, name))
+        if referrers:
+            raise Forbidden(
+                "cannot delete package revision, it is referenced as upstream by: "
+                + ", ".join(referrers)
+            )
+        repo = self.repositories.get(namespace, row.repository)
+        with self._object_lock(namespace, name):
+            row = self._row(namespace, name)
+            if row.meta.get("finalizers"):
+                new_row = _copy(row)
+                new_row.meta = {**row.meta, "deletionTimestamp": self._clock()}
+                self._commit(lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo)])
+                return self._object(new_row, repo)
+            return self._finish_deletion(row, repo, row.meta)
+
+    def _finish_deletion(
+        self, row: RevisionRow, repo: Repository, meta: dict[str, Any]
+    ) -> PackageRevision:
+        adapter = self.repositories.adapter(repo)
+        before = self._object(row, repo)
+        was_latest = LATEST_REVISION_LABEL in before.metadata.labels
+        change = adapter.delete(convert.info_from_row(row))
+        gone = _copy(row)
+        gone.meta = meta
+
+        def work(txn: Transaction) -> builtins.list[Event]:
+            events = [self._stamp(txn, gone, "DELETED", repo)]
+            if was_latest:
+                rest = [
+                    r
+                    for r in self.store.list_revisions(
+                        row.namespace, repository=row.repository, package=row.package
+                    )
+                    if r.revision > 0 and Lifecycle(r.lifecycle).published_like
+                ]
+                if rest:
+                    newest = max(rest, key=lambda r: r.revision)
+                    events.append(self._stamp(txn, newest, "MODIFIED", repo))
+            return events
+
+        self._commit(work, [change], point="delete:after-delete")
+        before.metadata.resource_version = str(gone.resource_version)
+        return before
+
+    # --- watch ---------------------------------------------------------------------------------
+
+    def watch(
+        self,
+        namespace: str | None,
+        *,
+        field_selector: str = "",
+        label_selector: str = "",
+        resource_version: str = "",
+    ) -> Watcher:
+        """ADDED for the current state (or the log after ``resource_version``), then live."""
+        flt = parse_revision_filter(namespace, field_selector, label_selector)
+
+        def predicate(obj: dict[str, Any]) -> bool:
+            meta, spec = obj.get("metadata", {}), obj.get("spec", {})
+            return flt.matches(
+                namespace=meta.get("namespace", ""),
+                name=meta.get("name", ""),
+                repository=spec.get("repository", ""),
+                package=spec.get("packageName", ""),
+                workspace=spec.get("workspaceName", ""),
+                revision=spec.get("revision", 0),
+                lifecycle=spec.get("lifecycle", ""),
+                kptfile_labels=(spec.get("packageMetadata") or {}).get("labels") or {},
+                labels=meta.get("labels") or {},
+            )
+
+        watcher = self.hub.add(predicate)
+        try:
+            if resource_version in ("", "0"):
+                for pr in self._list(flt):
+                    body = pr.to_dict()
+                    watcher.push_initial(
+                        WatchEvent("ADDED", body, int(pr.metadata.resource_version))
+                    )
+            else:
+                self._replay(watcher, resource_version, predicate)
+        except BaseException:
+            watcher.close()
+            raise
+        watcher.go_live()
+        return watcher
+
+    def _replay(
+        self, watcher: Watcher, resource_version: str, predicate: Callable[[dict[str, Any]], bool]
+    ) -> None:
+        if not resource_version.isdigit():
+            raise BadRequest(f'invalid resourceVersion "{resource_version}"')
+        since = int(resource_version)
+        oldest = self.store.oldest_event()
+        if since > self.store.current_resource_version():
+            raise Expired(f"too large resource version: {since}")
+        if oldest and since < oldest - 1:
+            raise Expired(f"too old resource version: {since} ({oldest - 1})")
+        while True:
+            batch = self.store.events_after(since)
+            if not batch:
+                return
+            for event in batch:
+                if event.kind == "PackageRevision" and predicate(event.body):
+                    watcher.push_initial(WatchEvent(event.type, event.body, event.resource_version))
+            since = batch[-1].resource_version
+
+    def compact_events(self) -> None:
+        self.store.compact(keep=self._event_window)
+
+
+def _copy(row: RevisionRow) -> RevisionRow:
+    from dataclasses import replace
+
+    return replace(row, meta=dict(row.meta))

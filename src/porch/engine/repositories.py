@@ -1,0 +1,91 @@
+"""Registered repositories: their API objects in the store, their adapters in memory."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from porch.api.names import dns_label_errors, is_dns_label
+from porch.api.types import Repository
+from porch.errors import BadRequest, Invalid, NotFound
+from porch.repository.types import PackageRepository
+from porch.store.types import Store
+
+KIND = "Repository"
+IMMUTABLE = ("type", "git.repo", "git.branch", "git.directory", "oci.registry")
+
+
+def repo_not_found(name: str) -> NotFound:
+    return NotFound(f'repositories.config.porch.kpt.dev "{name}" not found')
+
+
+def validate_repository(repo: Repository) -> None:
+    if not repo.metadata.namespace:
+        raise BadRequest("namespace must be specified")
+    if not is_dns_label(repo.metadata.name):
+        raise Invalid(
+            f"metadata.name: Invalid value: {repo.metadata.name!r}: "
+            + "; ".join(dns_label_errors(repo.metadata.name))
+        )
+    kind = repo.spec.type or "git"
+    if kind == "oci":
+        raise Invalid(
+            'spec.type: Unsupported value: "oci": OCI repositories are not supported'
+            " by this server yet"
+        )
+    if kind != "git":
+        raise Invalid(f'spec.type: Unsupported value: "{kind}": supported values: "git", "oci"')
+    if repo.spec.git is None or not repo.spec.git.repo:
+        raise Invalid("spec.git.repo: Required value")
+    if repo.spec.content not in ("", "Package"):
+        raise Invalid(f'spec.content: Unsupported value: "{repo.spec.content}"')
+
+
+def immutable_changes(old: Repository, new: Repository) -> list[str]:
+    def pick(r: Repository, path: str) -> str:
+        head, _, tail = path.partition(".")
+        if not tail:
+            return str(getattr(r.spec, head) or "")
+        sub = getattr(r.spec, head)
+        return str(getattr(sub, tail) or "") if sub is not None else ""
+
+    return [p for p in IMMUTABLE if pick(old, p) != pick(new, p)]
+
+
+class RepositoryRegistry:
+    """Opens each registered repository once and hands out its adapter."""
+
+    def __init__(self, store: Store, opener: Callable[[Repository], PackageRepository]) -> None:
+        self._store = store
+        self._opener = opener
+        self._open: dict[tuple[str, str], PackageRepository] = {}
+        self._lock = threading.Lock()
+
+    def get(self, namespace: str, name: str) -> Repository:
+        row = self._store.get_object(KIND, namespace, name)
+        if row is None:
+            raise repo_not_found(name)
+        repo = Repository.from_dict(row.body)
+        repo.metadata.resource_version = str(row.resource_version)
+        return repo
+
+    def list(self, namespace: str | None = None) -> list[Repository]:
+        out = []
+        for row in self._store.list_objects(KIND, namespace):
+            repo = Repository.from_dict(row.body)
+            repo.metadata.resource_version = str(row.resource_version)
+            out.append(repo)
+        return out
+
+    def adapter(self, repo: Repository) -> PackageRepository:
+        key = (repo.metadata.namespace, repo.metadata.name)
+        with self._lock:
+            adapter = self._open.get(key)
+            if adapter is None:
+                adapter = self._opener(repo)
+                self._open[key] = adapter
+            return adapter
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._open.pop((namespace, name), None)

@@ -1,0 +1,288 @@
+"""Edit a Kptfile's text in place, and write the files of a fresh package (``kpt pkg init``).
+
+The Kptfile is where Porch keeps a revision's labels, annotations, readiness gates and
+conditions, and people comment it by hand; so edits go through the round-trip tree, touch only
+the fields they own, and return the text unchanged when there is nothing to change. Fields we
+create are placed where kpt's Go struct would put them and quoted the way yaml.v3 quotes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from porch.api.kptfile import KPTFILE, KPTFILE_API_VERSION, LOCAL_CONFIG, Kptfile
+from porch.errors import Invalid
+from porch.krm.yaml import dump_documents, dumps, go_scalar, parse_documents, to_plain
+
+__all__ = [
+    "PACKAGE_CONTEXT",
+    "init_package",
+    "kptfile_set_metadata",
+    "kptfile_sync_conditions",
+    "kptfile_sync_readiness_gates",
+    "read_kptfile",
+]
+
+PACKAGE_CONTEXT = "package-context.yaml"
+
+# Field order of kpt's Go types, used when a field has to be created.
+_TOP = ("apiVersion", "kind", "metadata", "upstream", "upstreamLock", "info", "pipeline")
+_TOP_ORDER = (*_TOP, "inventory", "status")
+_META_ORDER = ("name", "namespace", "labels", "annotations")
+_INFO_ORDER = (
+    "site",
+    "emails",
+    "license",
+    "licenseFile",
+    "description",
+    "keywords",
+    "man",
+    "readinessGates",
+)
+_STATUS_ORDER = ("conditions", "renderStatus")
+_CONDITION_FIELDS = ("type", "status", "reason", "message")
+
+
+def read_kptfile(text: str) -> Kptfile:
+    obj = _kptfile_object(parse_documents(text, filename=KPTFILE).objects())
+    try:
+        return Kptfile.from_dict(to_plain(obj))
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"invalid Kptfile: {exc}") from exc
+
+
+def kptfile_set_metadata(
+    text: str,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    *,
+    replace: bool,
+) -> str:
+    """Put labels/annotations into ``metadata``: merged (add or overwrite) on create, or, with
+    ``replace``, made equal to the given maps (Draft update). None leaves a map alone; an
+    empty map with ``replace`` removes it."""
+    docs = parse_documents(text, filename=KPTFILE)
+    obj = _kptfile_object(docs.objects())
+    changed = False
+    for field, wanted in (("labels", labels), ("annotations", annotations)):
+        if wanted is None:
+            continue
+        meta = obj.get("metadata")
+        current = meta.get(field) if isinstance(meta, CommentedMap) else None
+        have = {str(k): str(v) for k, v in current.items()} if isinstance(current, Mapping) else {}
+        target = {str(k): str(v) for k, v in wanted.items()}
+        if not replace:
+            target = {**have, **target}
+        if target == have:
+            continue
+        changed = True
+        meta = _child_map(obj, "metadata", _TOP_ORDER)
+        if not target:
+            del meta[field]
+        elif isinstance(current, CommentedMap):
+            # Edit in place so surviving entries keep their comments and quoting.
+            for key in [k for k in current if str(k) not in target]:
+                del current[key]
+            for key, value in target.items():
+                if have.get(key) != value:
+                    current[key] = go_scalar(value)
+        elif field in meta:
+            meta[field] = _new_map(target)
+        else:
+            _insert(meta, field, _new_map(target), _META_ORDER)
+    return dump_documents(docs) if changed else text
+
+
+def kptfile_sync_readiness_gates(text: str, gates: Sequence[str]) -> str:
+    """Make ``info.readinessGates`` hold exactly ``gates`` (set semantics): gates already
+    there keep their place and comments, missing ones are appended in the given order."""
+    docs = parse_documents(text, filename=KPTFILE)
+    obj = _kptfile_object(docs.objects())
+    info = obj.get("info")
+    existing = info.get("readinessGates") if isinstance(info, CommentedMap) else None
+    items = list(existing) if isinstance(existing, CommentedSeq) else []
+    wanted = list(dict.fromkeys(gates))
+    kept = [g for g in items if isinstance(g, Mapping) and g.get("conditionType") in wanted]
+    have = [g.get("conditionType") for g in kept]
+    added = [_new_map({"conditionType": gate}) for gate in wanted if gate not in have]
+    if len(kept) == len(items) and not added:
+        return text
+    _store_list(obj, "info", "readinessGates", items, kept + added, _INFO_ORDER)
+    return dump_documents(docs)
+
+
+def kptfile_sync_conditions(text: str, conditions: Sequence[Mapping[str, Any]]) -> str:
+    """Make ``status.conditions`` hold exactly ``conditions``, matched by ``type``: listed
+    ones are updated in place (keeping comments), new ones appended, unlisted ones removed."""
+    wanted: dict[str, dict[str, str]] = {}
+    for condition in conditions:
+        condition_type = str(condition.get("type") or "")
+        if not condition_type:
+            raise Invalid("a condition must have a type")
+        wanted[condition_type] = {f: str(condition.get(f) or "") for f in _CONDITION_FIELDS}
+    docs = parse_documents(text, filename=KPTFILE)
+    obj = _kptfile_object(docs.objects())
+    status = obj.get("status")
+    existing = status.get("conditions") if isinstance(status, CommentedMap) else None
+    items = list(existing) if isinstance(existing, CommentedSeq) else []
+    final: list[Any] = []
+    changed = False
+    for item in items:
+        kind = item.get("type") if isinstance(item, CommentedMap) else None
+        if kind not in wanted or any(kind == f.get("type") for f in final):
+            changed = True
+            continue
+        for field in _CONDITION_FIELDS[1:]:
+            value = wanted[kind][field]
+            if value and item.get(field) != value:
+                if field in item:
+                    item[field] = go_scalar(value)
+                else:
+                    _insert(item, field, go_scalar(value), _CONDITION_FIELDS)
+                changed = True
+            elif not value and field in item:
+                del item[field]
+                changed = True
+        final.append(item)
+    present = {item.get("type") for item in final}
+    for kind, fields in wanted.items():
+        if kind not in present:
+            final.append(_new_map({f: v for f, v in fields.items() if v}))
+            changed = True
+    if not changed:
+        return text
+    _store_list(obj, "status", "conditions", items, final, _STATUS_ORDER)
+    return dump_documents(docs)
+
+
+def _kptfile_object(objects: list[CommentedMap]) -> CommentedMap:
+    if len(objects) != 1:
+        raise Invalid(f"invalid Kptfile: expected exactly one object, found {len(objects)}")
+    return objects[0]
+
+
+def _child_map(parent: CommentedMap, key: str, order: Sequence[str]) -> CommentedMap:
+    child = parent.get(key)
+    if not isinstance(child, CommentedMap):
+        child = CommentedMap()
+        if key in parent:
+            parent[key] = child
+        else:
+            _insert(parent, key, child, order)
+    return child
+
+
+def _insert(parent: CommentedMap, key: str, value: Any, order: Sequence[str]) -> None:
+    """Add ``key`` after the last existing key that precedes it in ``order``."""
+    rank = order.index(key) if key in order else len(order)
+    position = 0
+    for i, existing in enumerate(parent):
+        if existing in order and order.index(existing) < rank:
+            position = i + 1
+    parent.insert(position, key, value)
+
+
+def _new_map(fields: Mapping[str, str]) -> CommentedMap:
+    out = CommentedMap()
+    for key, value in fields.items():
+        out[key] = go_scalar(value)
+    return out
+
+
+def _store_list(
+    obj: CommentedMap,
+    container: str,
+    field: str,
+    before: list[Any],
+    after: list[Any],
+    order: Sequence[str],
+) -> None:
+    """Write ``after`` as ``obj[container][field]``; an empty list removes the field, and the
+    container too when nothing else is left in it."""
+    if not after:
+        holder = obj.get(container)
+        if isinstance(holder, CommentedMap) and field in holder:
+            del holder[field]
+            if not holder:
+                del obj[container]
+        return
+    holder = _child_map(obj, container, _TOP_ORDER)
+    current = holder.get(field)
+    if isinstance(current, CommentedSeq):
+        # Edit the existing sequence so its comments and flow/block style survive.
+        kept_ids = {id(item) for item in after}
+        for index in reversed(range(len(before))):
+            if id(before[index]) not in kept_ids:
+                del current[index]
+        current.extend(item for item in after if not any(item is old for old in before))
+    elif field in holder:
+        holder[field] = CommentedSeq(after)
+    else:
+        _insert(holder, field, CommentedSeq(after), order)
+
+
+def init_package(
+    name: str, description: str = "", keywords: Sequence[str] = (), site: str = ""
+) -> dict[str, str]:
+    """The files ``kpt pkg init`` writes: Kptfile, README.md and package-context.yaml."""
+    info: dict[str, Any] = {}
+    if site:
+        info["site"] = site
+    if description:
+        info["description"] = description
+    if keywords:
+        info["keywords"] = list(keywords)
+    kptfile = CommentedMap()
+    kptfile["apiVersion"] = KPTFILE_API_VERSION
+    kptfile["kind"] = KPTFILE
+    kptfile["metadata"] = _metadata(name)
+    kptfile["info"] = CommentedMap(
+        (k, CommentedSeq(go_scalar(w) for w in v) if isinstance(v, list) else go_scalar(v))
+        for k, v in info.items()
+    )
+    context = CommentedMap()
+    context["apiVersion"] = "v1"
+    context["kind"] = "ConfigMap"
+    context["metadata"] = _metadata("kptfile.kpt.dev")
+    # kpt writes the abstract placeholder here; Porch fills in the real name on render.
+    context["data"] = CommentedMap(name="example")
+    return {
+        KPTFILE: dumps(kptfile),
+        "README.md": _readme(name, description),
+        PACKAGE_CONTEXT: dumps(context),
+    }
+
+
+def _metadata(name: str) -> CommentedMap:
+    meta = CommentedMap()
+    meta["name"] = go_scalar(name)
+    meta["annotations"] = CommentedMap({LOCAL_CONFIG: go_scalar("true")})
+    return meta
+
+
+def _readme(name: str, description: str) -> str:
+    return f"""# {name}
+
+## Description
+{description}
+
+## Usage
+
+### Fetch the package
+`kpt pkg get REPO_URI[.git]/PKG_PATH[@VERSION] {name}`
+See https://kpt.dev/reference/cli/pkg/get/ for the options.
+
+### View package content
+`kpt pkg tree {name}`
+See https://kpt.dev/reference/cli/pkg/tree/ for the options.
+
+### Apply the package
+```
+kpt live init {name}
+kpt live apply {name} --reconcile-timeout=2m --output=table
+```
+See https://kpt.dev/reference/cli/live/ for the options.
+"""

@@ -1,0 +1,161 @@
+"""KRM objects inside a package's file map, and Porch's comment healing on update.
+
+A package travels as ``dict[path, text]``. Only ``*.yaml``, ``*.yml`` and ``Kptfile`` hold KRM;
+everything else (README.md, scripts, binaries as text) passes through untouched.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap
+
+from porch.errors import Invalid
+from porch.krm.comments import copy_comments
+from porch.krm.yaml import Document, Documents, dump_documents, parse_documents, to_plain_value
+
+__all__ = [
+    "ObjectId",
+    "PackageObject",
+    "heal_comments",
+    "is_krm_file",
+    "iter_objects",
+    "parse_package",
+]
+
+_YTT_MARKS = ("#@", "#!")
+
+
+@dataclass(frozen=True, order=True)
+class ObjectId:
+    """What makes two documents "the same object": apiVersion, kind, namespace, name."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+    @classmethod
+    def of(cls, node: Mapping[Any, Any]) -> ObjectId:
+        meta = node.get("metadata")
+        if not isinstance(meta, Mapping):
+            meta = {}
+        return cls(
+            api_version=_text(node.get("apiVersion")),
+            kind=_text(node.get("kind")),
+            namespace=_text(meta.get("namespace")),
+            name=_text(meta.get("name")),
+        )
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.api_version}, Kind={self.kind} {where}"
+
+
+def _text(value: Any) -> str:
+    if value is None or isinstance(value, Mapping | list):
+        return ""
+    plain = to_plain_value(value)
+    if isinstance(plain, bool):
+        return "true" if plain else "false"
+    return str(plain)
+
+
+@dataclass(frozen=True)
+class PackageObject:
+    """One KRM object of a package: the file it lives in, its position there, its tree."""
+
+    path: str
+    index: int
+    node: CommentedMap
+
+    @property
+    def id(self) -> ObjectId:
+        return ObjectId.of(self.node)
+
+
+def is_krm_file(path: str) -> bool:
+    """Whether Porch reads ``path`` as KRM (``.yaml``, ``.yml``, or a file named Kptfile)."""
+    base = posixpath.basename(path)
+    return base == "Kptfile" or posixpath.splitext(base)[1] in (".yaml", ".yml")
+
+
+def parse_package(files: Mapping[str, str]) -> dict[str, Documents]:
+    """Parse every KRM file of a package, in path order; raises ``Invalid`` on bad YAML."""
+    return {
+        path: parse_documents(files[path], filename=path)
+        for path in sorted(files)
+        if is_krm_file(path)
+    }
+
+
+def iter_objects(files: Mapping[str, str]) -> Iterator[PackageObject]:
+    for path, docs in parse_package(files).items():
+        for index, node in enumerate(docs.objects()):
+            yield PackageObject(path=path, index=index, node=node)
+
+
+def heal_comments(old_files: Mapping[str, str], new_files: Mapping[str, str]) -> dict[str, str]:
+    """Porch's step "heal config" of a resources update (spec §3.3 step 4).
+
+    Every YAML file of ``new_files`` is re-serialised, with comments copied from the object of
+    the same apiVersion/kind/namespace/name in ``old_files`` wherever the new object lacks
+    them, unless either object contains ``#@`` or ``#!`` (ytt templates, whose comments are
+    code). A YAML file that holds no object disappears; other files pass through. Documents
+    that end up unchanged keep their exact bytes, so ``heal_comments(x, x)`` returns ``x`` for
+    every file that holds an object.
+    """
+    try:
+        old_docs = parse_package(old_files)
+    except Invalid as exc:
+        raise Invalid(
+            f"failed to heal resources: failed to read old package resources: {exc}"
+        ) from exc
+    originals: dict[ObjectId, list[tuple[Document, str]]] = {}
+    for path, docs in old_docs.items():
+        for entry in docs.entries:
+            if isinstance(entry.node, CommentedMap):
+                originals.setdefault(ObjectId.of(entry.node), []).append((entry, path))
+
+    healed: dict[str, str] = {}
+    for path, text in new_files.items():
+        if not is_krm_file(path):
+            healed[path] = text
+            continue
+        try:
+            docs = parse_documents(text, filename=path)
+        except Invalid as exc:
+            raise Invalid(f"failed to heal resources: {exc}") from exc
+        if not any(entry.node is not None for entry in docs.entries):
+            continue
+        ytt_file = _has_ytt(text)
+        for entry in docs.entries:
+            if not isinstance(entry.node, CommentedMap):
+                continue
+            if ytt_file and _has_ytt(_entry_text(entry)):
+                continue
+            for original, original_path in originals.get(ObjectId.of(entry.node), ()):
+                if _has_ytt(old_files[original_path]) and _has_ytt(_entry_text(original)):
+                    continue
+                copy_comments(original.node, entry.node)
+        healed[path] = dump_documents(docs)
+    return healed
+
+
+def _has_ytt(text: str) -> bool:
+    return any(mark in text for mark in _YTT_MARKS)
+
+
+def _entry_text(entry: Document) -> str:
+    return entry.prefix + (entry.source if entry.source is not None else entry.text())

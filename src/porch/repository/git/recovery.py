@@ -1,0 +1,69 @@
+"""Finishing a publish that was interrupted between its two ref updates (spec §5.1).
+
+Publishing moves the branch and creates the tag together, then deletes the working branch.
+A crash in between leaves a draft/proposed branch whose package and workspace already appear
+in a tag's ``kpt:`` trailer; such a branch is deleted (after moving the branch forward to the
+approval commit, should the branch update itself have been lost).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import layout
+from .discovery import Discovery
+from .layout import DRAFTS, HEADS, PROPOSED, TAGS, head
+from .refs import RefStore, RefUpdate
+
+
+def finish_interrupted_publishes(
+    repo: Any, store: RefStore, discovery: Discovery, branch: str
+) -> list[str]:
+    refs = store.snapshot()
+    published: dict[tuple[str, str], tuple[str, str]] = {}
+    for name, target in refs.items():
+        if not name.startswith(TAGS):
+            continue
+        fp, sep, _ = name[len(TAGS) :].rpartition("/")
+        commit = discovery.peel(target) if sep and fp else None
+        workspace = discovery.tag_workspace(commit, fp) if commit else ""
+        if commit and workspace:
+            published[(fp, workspace)] = (name[len(TAGS) :], commit)
+    lines: list[str] = []
+    for name, target in sorted(refs.items()):
+        short = name[len(HEADS) :]
+        if not name.startswith(HEADS) or not short.startswith((DRAFTS, PROPOSED)):
+            continue
+        prefix = DRAFTS if short.startswith(DRAFTS) else PROPOSED
+        split = layout.split_workspace(short[len(prefix) :])
+        if split is None or split not in published:
+            continue
+        tag_short, approval = published[split]
+        lines.extend(_finish(repo, store, branch, short, target, tag_short, approval))
+    return lines
+
+
+def _finish(
+    repo: Any,
+    store: RefStore,
+    branch: str,
+    working: str,
+    target: str,
+    tag_short: str,
+    approval: str,
+) -> list[str]:
+    lines: list[str] = []
+    main = head(branch)
+    current = store.get(main)
+    parents = [str(p) for p in repo[approval].parent_ids]
+    on_branch = current is not None and (
+        current == approval or bool(repo.descendant_of(current, approval))
+    )
+    # Only a branch still sitting where the approval commit was built can be moved forward;
+    # if it moved on meanwhile, the tag alone records the publish.
+    if not on_branch and parents and parents[0] == current:
+        store.apply([RefUpdate(main, current, approval)])
+        lines.append(f"moved branch {branch} to the approval commit of {tag_short}")
+    store.apply([RefUpdate(head(working), target, None)])
+    lines.append(f"deleted branch {working}: already published as {tag_short}")
+    return lines

@@ -1,0 +1,238 @@
+"""A local bare mirror of a remote repository: fetch, compare-and-swap push, credentials.
+
+The mirror never has local branches: the remote's branches live under ``refs/remotes/origin``
+and its tags under ``refs/tags``. Writes build objects in the mirror and push refspecs; the
+mirror's copy of a ref is moved only after the remote accepted it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pygit2
+from pygit2.enums import CredentialType, FetchPrune, ReferenceType
+
+from porch.errors import Conflict, Unavailable
+
+from .bearer import BearerForwarder, Route
+from .layout import HEADS, REMOTE_HEADS, TAGS
+from .refs import RefUpdate, expectation_error, short
+
+ORIGIN = "origin"
+FETCH_SPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+
+# libgit2 waits forever by default; a hung server must not hang the API server with it.
+DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+DEFAULT_IO_TIMEOUT_MS = 60_000
+
+
+def set_network_timeouts(connect_ms: int, io_ms: int) -> tuple[int, int]:
+    """Set libgit2's (process-wide) timeouts; returns the previous values."""
+    previous = (pygit2.settings.server_connect_timeout, pygit2.settings.server_timeout)
+    pygit2.settings.server_connect_timeout = connect_ms
+    pygit2.settings.server_timeout = io_ms
+    return previous
+
+
+if pygit2.settings.server_timeout == 0:
+    set_network_timeouts(DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IO_TIMEOUT_MS)
+
+
+@dataclass(frozen=True)
+class GitCredentials:
+    """HTTP basic (``username``/``password``) or bearer (``bearer_token``) credentials."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    bearer_token: str = field(default="", repr=False)
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.password, self.bearer_token) if s]
+
+
+def safe_url(url: str) -> str:
+    """``url`` without any user information, fit for messages and paths."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def mirror_path(mirror_dir: Path, url: str) -> Path:
+    return mirror_dir / re.sub(r"[/:]", "-", safe_url(url))
+
+
+def mirror_name(name: str) -> str:
+    """Where the mirror keeps its copy of the origin ref ``name``."""
+    if name.startswith(HEADS):
+        return REMOTE_HEADS + name[len(HEADS) :]
+    return name
+
+
+class _AuthFailed(Exception):
+    pass
+
+
+class _LeaseBroken(Exception):
+    def __init__(self, update: RefUpdate, current: str | None) -> None:
+        super().__init__(update.name)
+        self.update = update
+        self.current = current
+
+
+class _Callbacks(pygit2.RemoteCallbacks):  # type: ignore[misc]  # pygit2 is untyped here
+    def __init__(
+        self, credentials: GitCredentials | None, leases: Sequence[RefUpdate] = ()
+    ) -> None:
+        super().__init__()
+        self._creds = credentials
+        self._attempts = 0
+        self._leases = {u.name: u for u in leases}
+        self.rejected: dict[str, str] = {}
+
+    def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
+        creds = self._creds
+        self._attempts += 1
+        # libgit2 asks again after a 401; answering with the same secret would loop.
+        if creds and creds.username and allowed_types & CredentialType.USERPASS_PLAINTEXT:
+            if self._attempts == 1:
+                return pygit2.UserPass(creds.username, creds.password)
+        raise _AuthFailed()
+
+    def push_negotiation(self, updates: list[Any]) -> None:
+        # The advertised values are what the server's receive-pack will compare against, so
+        # checking them here turns a plain push into a compare-and-swap.
+        for update in updates:
+            lease = self._leases.get(update.dst_refname)
+            if lease is None:
+                continue
+            current = None if update.src.raw == bytes(20) else str(update.src)
+            if current != lease.old:
+                raise _LeaseBroken(lease, current)
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message:
+            self.rejected[refname] = message
+
+
+class RemoteRefStore:
+    """Refs of a remote repository seen through (and written via) a local bare mirror."""
+
+    def __init__(self, repo: Any, url: str, credentials: GitCredentials | None) -> None:
+        self._repo = repo
+        self._url = url
+        self._creds = credentials
+        self._route: Route | None = None
+        self._transport_url = url
+        if credentials and credentials.bearer_token:
+            forwarder = BearerForwarder.shared()
+            self._transport_url, self._route = forwarder.register(url, credentials.bearer_token)
+        if ORIGIN not in [r.name for r in repo.remotes]:
+            repo.remotes.create(ORIGIN, self._transport_url, FETCH_SPECS[0])
+            repo.remotes.add_fetch(ORIGIN, FETCH_SPECS[1])
+
+    def _origin(self) -> Any:
+        # Several objects may share this mirror (each with its own forwarder route), so the
+        # URL is set before every network operation rather than once.
+        self._repo.remotes.set_url(ORIGIN, self._transport_url)
+        return self._repo.remotes[ORIGIN]
+
+    @staticmethod
+    def open_mirror(path: Path) -> Any:
+        if (path / "HEAD").exists():
+            return pygit2.Repository(str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return pygit2.init_repository(str(path), bare=True)
+
+    def get(self, name: str) -> str | None:
+        ref = self._repo.references.get(mirror_name(name))
+        return None if ref is None else str(ref.resolve().target)
+
+    def snapshot(self) -> dict[str, str]:
+        refs: dict[str, str] = {}
+        for ref in self._repo.references.iterator():
+            if ref.type != ReferenceType.DIRECT:
+                continue  # refs/remotes/origin/HEAD is symbolic
+            name = ref.name
+            if name.startswith(REMOTE_HEADS):
+                refs[HEADS + name[len(REMOTE_HEADS) :]] = str(ref.target)
+            elif name.startswith(TAGS):
+                refs[name] = str(ref.target)
+        return refs
+
+    def fetch(self) -> None:
+        callbacks = _Callbacks(self._creds)
+        try:
+            self._origin().fetch(callbacks=callbacks, prune=FetchPrune.PRUNE)
+        except (pygit2.GitError, _AuthFailed, OSError) as err:
+            raise self._unavailable("fetch from", err) from None
+
+    def apply(self, updates: Sequence[RefUpdate]) -> None:
+        if not updates:
+            return
+        rejected = self._push(updates)
+        accepted = [u for u in updates if u.name not in rejected]
+        self._record(accepted)
+        if not rejected:
+            return
+        if accepted:
+            # Keep the all-or-nothing promise: take back what the remote did accept.
+            self._record([u.inverse() for u in accepted if not self._push_inverse(u)])
+        name, message = next(iter(rejected.items()))
+        raise Conflict(f"remote rejected {short(name)}: {self._clean(message)}")
+
+    def _push_inverse(self, update: RefUpdate) -> bool:
+        try:
+            return not self._push([update.inverse()])
+        except (Conflict, Unavailable):
+            return False
+
+    def _push(self, updates: Sequence[RefUpdate]) -> dict[str, str]:
+        specs = [f"+{u.new}:{u.name}" if u.new else f":{u.name}" for u in updates]
+        callbacks = _Callbacks(self._creds, updates)
+        try:
+            self._origin().push(specs, callbacks=callbacks)
+        except _LeaseBroken as broken:
+            raise expectation_error(broken.update, broken.current) from None
+        except (pygit2.GitError, _AuthFailed, OSError) as err:
+            raise self._unavailable("push to", err) from None
+        return callbacks.rejected
+
+    def _record(self, updates: Sequence[RefUpdate]) -> None:
+        refs = self._repo.references
+        for update in updates:
+            local = mirror_name(update.name)
+            if update.new is None:
+                if refs.get(local) is not None:
+                    refs.delete(local)
+            else:
+                refs.create(local, update.new, force=True)
+
+    def _clean(self, text: str) -> str:
+        for secret in self._creds.secrets() if self._creds else []:
+            text = text.replace(secret, "***")
+        return text.replace(self._transport_url, safe_url(self._url)).replace(
+            self._url, safe_url(self._url)
+        )
+
+    def _unavailable(self, verb: str, err: BaseException) -> Unavailable:
+        where = safe_url(self._url)
+        text = str(err).lower()
+        if isinstance(err, _AuthFailed) or any(w in text for w in ("401", "403", "authenticat")):
+            reason = (
+                "authentication failed (check the repository credentials)"
+                if self._creds
+                else "authentication required but no credentials are configured"
+            )
+            return Unavailable(f"cannot {verb} git repository {where}: {reason}")
+        reason = self._clean(str(err))
+        if self._route is not None and self._route.last_error:
+            reason, self._route.last_error = self._route.last_error, ""
+        return Unavailable(f"cannot {verb} git repository {where}: {reason}")

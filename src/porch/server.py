@@ -1,0 +1,104 @@
+"""Composition root: builds the store, the repository opener and the engine from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from porch.api.lifecycle import Endpoint
+from porch.api.types import (
+    GitRepositorySpec,
+    ObjectMeta,
+    PackageInitTaskSpec,
+    PackageRevision,
+    PackageRevisionSpec,
+    Repository,
+    RepositorySpec,
+    Task,
+)
+from porch.engine import Engine
+from porch.repository.types import PackageRepository
+from porch.store import SqliteStore
+
+DEMO_NAMESPACE = "default"
+DEMO_REPOSITORY = "demo"
+DEMO_PACKAGES = (
+    ("hello-world", "A first package: a namespace and a config map"),
+    ("basens", "A base namespace blueprint"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+
+
+def make_opener(data_dir: Path) -> object:
+    mirrors = data_dir / "git"
+
+    def opener(repo: Repository) -> PackageRepository:
+        from porch.repository.git import GitRepository
+
+        assert repo.spec.git is not None
+        return GitRepository(
+            repo.spec.git.repo,
+            branch=repo.branch,
+            directory=repo.directory,
+            create_branch=repo.spec.git.create_branch,
+            mirror_dir=mirrors,
+        )
+
+    return opener
+
+
+def build_engine(settings: Settings) -> Engine:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(settings.data_dir / "store.db")
+    engine = Engine(store=store, opener=make_opener(settings.data_dir))  # type: ignore[arg-type]
+    engine.start()
+    return engine
+
+
+def ensure_demo(engine: Engine, data_dir: Path) -> bool:
+    """Create (once) a demo repository with published packages; True when it was created."""
+    try:
+        engine.repositories.get(DEMO_NAMESPACE, DEMO_REPOSITORY)
+        return False
+    except Exception:  # noqa: BLE001 - absent means we create it
+        pass
+    path = data_dir / "repos" / f"{DEMO_REPOSITORY}.git"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pygit2.init_repository(str(path), bare=True, initial_head="main")
+    engine.register_repository(
+        Repository(
+            metadata=ObjectMeta(name=DEMO_REPOSITORY, namespace=DEMO_NAMESPACE),
+            spec=RepositorySpec(
+                type="git",
+                description="Demo packages created by porch on first start",
+                git=GitRepositorySpec(repo=str(path), branch="main", create_branch=True),
+            ),
+        )
+    )
+    existing = {p.spec.package_name for p in engine.list(DEMO_NAMESPACE)[0]}
+    for package, description in DEMO_PACKAGES:
+        if package in existing:
+            continue
+        pr = engine.create(
+            PackageRevision(
+                metadata=ObjectMeta(namespace=DEMO_NAMESPACE),
+                spec=PackageRevisionSpec(
+                    package_name=package,
+                    repository=DEMO_REPOSITORY,
+                    workspace_name="v1",
+                    tasks=[Task(type="init", init=PackageInitTaskSpec(description=description))],
+                ),
+            )
+        )
+        pr.spec.lifecycle = "Proposed"
+        pr = engine.update(pr)
+        pr.spec.lifecycle = "Published"
+        engine.update(pr, endpoint=Endpoint.APPROVAL)
+    return True

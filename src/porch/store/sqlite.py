@@ -1,0 +1,303 @@
+"""SQLite store (WAL): the embedded default.
+
+One connection per thread (sqlite3 objects must not cross threads); writes take
+``BEGIN IMMEDIATE`` so the resourceVersion counter and the rows it stamps commit together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from porch.store.types import Event, ObjectRow, RevisionRow
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counter (id, value) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS revisions (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    package TEXT NOT NULL,
+    workspace TEXT NOT NULL,
+    revision INTEGER NOT NULL CHECK (revision >= -1),
+    lifecycle TEXT NOT NULL
+        CHECK (lifecycle IN ('Draft', 'Proposed', 'Published', 'DeletionProposed')),
+    commit_id TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    tasks TEXT NOT NULL,
+    published_by TEXT NOT NULL,
+    published_at TEXT,
+    kptfile TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    resource_version INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE INDEX IF NOT EXISTS revisions_by_package ON revisions (namespace, repository, package);
+CREATE UNIQUE INDEX IF NOT EXISTS revisions_unique_number
+    ON revisions (namespace, repository, package, revision) WHERE revision > 0;
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    resource_version INTEGER NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS events (
+    resource_version INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+
+_REV_COLUMNS = (
+    "namespace, name, repository, package, workspace, revision, lifecycle, commit_id, ref,"
+    " tasks, published_by, published_at, kptfile, meta, resource_version"
+)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _row(r: tuple[Any, ...]) -> RevisionRow:
+    return RevisionRow(
+        namespace=r[0],
+        name=r[1],
+        repository=r[2],
+        package=r[3],
+        workspace=r[4],
+        revision=r[5],
+        lifecycle=r[6],
+        commit=r[7],
+        ref=r[8],
+        tasks=orjson.loads(r[9]),
+        published_by=r[10],
+        published_at=r[11],
+        kptfile=orjson.loads(r[12]),
+        meta=orjson.loads(r[13]),
+        resource_version=r[14],
+    )
+
+
+class _Txn:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def next_resource_version(self) -> int:
+        cur = self._conn.execute(
+            "UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value"
+        )
+        value: int = cur.fetchone()[0]
+        return value
+
+    def put_revision(self, row: RevisionRow) -> None:
+        self._conn.execute(
+            f"INSERT OR REPLACE INTO revisions ({_REV_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.namespace,
+                row.name,
+                row.repository,
+                row.package,
+                row.workspace,
+                row.revision,
+                row.lifecycle,
+                row.commit,
+                row.ref,
+                _dumps(row.tasks),
+                row.published_by,
+                row.published_at,
+                _dumps(row.kptfile),
+                _dumps(row.meta),
+                row.resource_version,
+            ),
+        )
+
+    def delete_revision(self, namespace: str, name: str) -> None:
+        self._conn.execute(
+            "DELETE FROM revisions WHERE namespace = ? AND name = ?", (namespace, name)
+        )
+
+    def put_object(self, row: ObjectRow) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO objects (kind, namespace, name, body, resource_version)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (row.kind, row.namespace, row.name, _dumps(row.body), row.resource_version),
+        )
+
+    def delete_object(self, kind: str, namespace: str, name: str) -> None:
+        self._conn.execute(
+            "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+            (kind, namespace, name),
+        )
+
+    def add_event(self, event: Event) -> None:
+        self._conn.execute(
+            "INSERT INTO events (resource_version, type, kind, namespace, name, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                event.resource_version,
+                event.type,
+                event.kind,
+                event.namespace,
+                event.name,
+                _dumps(event.body),
+            ),
+        )
+
+
+class SqliteStore:
+    """The embedded store; ``path`` is a file (WAL needs one)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._path = str(path)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        conn = self._conn()
+        conn.executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Txn]:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Txn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def get_revision(self, namespace: str, name: str) -> RevisionRow | None:
+        cur = self._conn().execute(
+            f"SELECT {_REV_COLUMNS} FROM revisions WHERE namespace = ? AND name = ?",
+            (namespace, name),
+        )
+        r = cur.fetchone()
+        return _row(r) if r else None
+
+    def list_revisions(
+        self,
+        namespace: str | None = None,
+        *,
+        repository: str | None = None,
+        package: str | None = None,
+    ) -> list[RevisionRow]:
+        where, args = [], []
+        for column, value in (
+            ("namespace", namespace),
+            ("repository", repository),
+            ("package", package),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = f"SELECT {_REV_COLUMNS} FROM revisions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY namespace, repository, package, revision, lifecycle, name"
+        return [_row(r) for r in self._conn().execute(sql, args)]
+
+    def nested_package(self, namespace: str, repository: str, package: str) -> str | None:
+        parts = package.split("/")
+        ancestors = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        marks = ",".join("?" * len(ancestors)) or "NULL"
+        # "0" sorts right after "/", so the range holds exactly the paths below the package.
+        r = (
+            self._conn()
+            .execute(
+                "SELECT package FROM revisions WHERE namespace = ? AND repository = ? AND"
+                f" (package IN ({marks}) OR (package > ? AND package < ?)) LIMIT 1",
+                (namespace, repository, *ancestors, package + "/", package + "0"),
+            )
+            .fetchone()
+        )
+        return str(r[0]) if r else None
+
+    def mentioning(self, namespace: str, name: str) -> list[RevisionRow]:
+        needle = '%"name":' + _dumps(name) + "%"
+        cur = self._conn().execute(
+            f"SELECT {_REV_COLUMNS} FROM revisions WHERE namespace = ? AND tasks LIKE ?",
+            (namespace, needle),
+        )
+        return [_row(r) for r in cur]
+
+    def get_object(self, kind: str, namespace: str, name: str) -> ObjectRow | None:
+        r = (
+            self._conn()
+            .execute(
+                "SELECT body, resource_version FROM objects"
+                " WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            )
+            .fetchone()
+        )
+        return ObjectRow(kind, namespace, name, orjson.loads(r[0]), r[1]) if r else None
+
+    def list_objects(self, kind: str, namespace: str | None = None) -> list[ObjectRow]:
+        sql = "SELECT namespace, name, body, resource_version FROM objects WHERE kind = ?"
+        args: list[str] = [kind]
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            args.append(namespace)
+        sql += " ORDER BY namespace, name"
+        return [
+            ObjectRow(kind, r[0], r[1], orjson.loads(r[2]), r[3])
+            for r in self._conn().execute(sql, args)
+        ]
+
+    def current_resource_version(self) -> int:
+        value: int = self._conn().execute("SELECT value FROM counter WHERE id = 1").fetchone()[0]
+        return value
+
+    def events_after(self, resource_version: int, *, limit: int = 1000) -> list[Event]:
+        cur = self._conn().execute(
+            "SELECT resource_version, type, kind, namespace, name, body FROM events"
+            " WHERE resource_version > ? ORDER BY resource_version LIMIT ?",
+            (resource_version, limit),
+        )
+        return [Event(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5])) for r in cur]
+
+    def oldest_event(self) -> int:
+        r = self._conn().execute("SELECT MIN(resource_version) FROM events").fetchone()
+        return int(r[0] or 0)
+
+    def compact(self, *, keep: int) -> None:
+        with self.transaction():
+            self._conn().execute(
+                "DELETE FROM events WHERE resource_version <="
+                " (SELECT MAX(resource_version) FROM events) - ?",
+                (keep,),
+            )
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._local = threading.local()

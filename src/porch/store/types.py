@@ -1,0 +1,110 @@
+"""The store's seam: rows it keeps and the operations the engine needs.
+
+The store is the index of what the repositories hold plus everything that does not live in
+git: object metadata (labels, annotations, finalizers, ownerReferences, timestamps), the global
+resourceVersion counter and the event log watches resume from. Git stays the truth for which
+revisions exist; the engine reconciles the index with it on start and on sync.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class RevisionRow:
+    namespace: str
+    name: str
+    repository: str
+    package: str
+    workspace: str
+    revision: int
+    lifecycle: str
+    commit: str
+    ref: str
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    published_by: str = ""
+    published_at: str | None = None
+    # Kptfile-derived fields (labels, annotations, readinessGates, conditions, upstreamLock).
+    kptfile: dict[str, Any] = field(default_factory=dict)
+    # Object metadata kept outside git (labels, annotations, finalizers, ownerReferences,
+    # creationTimestamp, deletionTimestamp).
+    meta: dict[str, Any] = field(default_factory=dict)
+    resource_version: int = 0
+
+
+@dataclass
+class ObjectRow:
+    """Any other stored object (Repository, Secret, …) as its JSON shape."""
+
+    kind: str
+    namespace: str
+    name: str
+    body: dict[str, Any]
+    resource_version: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    resource_version: int
+    type: str  # ADDED, MODIFIED, DELETED
+    kind: str
+    namespace: str
+    name: str
+    body: dict[str, Any]
+
+
+class Transaction(Protocol):
+    def next_resource_version(self) -> int: ...
+
+    def put_revision(self, row: RevisionRow) -> None: ...
+
+    def delete_revision(self, namespace: str, name: str) -> None: ...
+
+    def put_object(self, row: ObjectRow) -> None: ...
+
+    def delete_object(self, kind: str, namespace: str, name: str) -> None: ...
+
+    def add_event(self, event: Event) -> None: ...
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    def get_revision(self, namespace: str, name: str) -> RevisionRow | None: ...
+
+    def list_revisions(
+        self,
+        namespace: str | None = None,
+        *,
+        repository: str | None = None,
+        package: str | None = None,
+    ) -> list[RevisionRow]: ...
+
+    def nested_package(self, namespace: str, repository: str, package: str) -> str | None:
+        """Another package path that contains ``package`` or lies inside it, if any."""
+        ...
+
+    def mentioning(self, namespace: str, name: str) -> list[RevisionRow]:
+        """Rows whose tasks mention ``name`` (candidates for upstream references)."""
+        ...
+
+    def get_object(self, kind: str, namespace: str, name: str) -> ObjectRow | None: ...
+
+    def list_objects(self, kind: str, namespace: str | None = None) -> list[ObjectRow]: ...
+
+    def current_resource_version(self) -> int: ...
+
+    def events_after(self, resource_version: int, *, limit: int = 1000) -> list[Event]: ...
+
+    def oldest_event(self) -> int:
+        """resourceVersion of the oldest retained event (0 when the log is empty)."""
+        ...
+
+    def compact(self, *, keep: int) -> None:
+        """Drop all but the newest ``keep`` events."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Helpers for tests: servers and fixtures that production code never imports."""
