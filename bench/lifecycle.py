@@ -169,6 +169,9 @@ def run_plumbing(path: Path, iterations: int) -> dict[str, list[float]]:
             draft = repo.create_commit(None, PORCH, PORCH, msg, tree, [parent.id])
             ref.set_target(draft)
         with timed(samples, "propose"):
+            # Porch re-renders on every Draft update, propose included: one more commit.
+            msg = f"Rendering package\n\n{_trailer(name, 'ws1', 0, 'render')}\n"
+            draft = repo.create_commit(None, PORCH, PORCH, msg, tree, [draft])
             refs.create(proposed_ref, draft)
             refs.delete(draft_ref)
         with timed(samples, "approve"):

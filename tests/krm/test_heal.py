@@ -149,20 +149,19 @@ def test_is_krm_file(path: str, krm: bool) -> None:
 
 # --- properties ------------------------------------------------------------------------------
 
-_names = st.sampled_from(["a", "b", "c"])
+_items = st.sampled_from(["a", "b", "c"])
 _values = st.sampled_from(["x", "y", "1", "true", "'q'", '"d"', "~", "[1, 2]", "{k: v}"])
 
 
 @st.composite
-def _object(draw: st.DrawFn) -> str:
-    name = draw(_names)
+def _object(draw: st.DrawFn, name: str) -> str:
     keys = draw(st.lists(st.sampled_from(["k1", "k2", "k3", "k4"]), unique=True, max_size=4))
     indent = draw(st.sampled_from(["", "  "]))
     lines = ["apiVersion: v1", "kind: ConfigMap", "metadata:", f"  name: {name}", "data:"]
     for key in keys:
         lines.append(f"  {key}: {draw(_values)}")
     lines.append("list:")
-    for item in draw(st.lists(_names, max_size=3)):
+    for item in draw(st.lists(_items, max_size=3)):
         lines.append(f"{indent}- {item}")
     out = []
     for n, line in enumerate(lines):
@@ -176,9 +175,13 @@ def _object(draw: st.DrawFn) -> str:
 
 @st.composite
 def _package(draw: st.DrawFn) -> dict[str, str]:
+    # Names are unique within a package (kpt rejects duplicates); the same names recur across
+    # generated packages, so old and new versions of an object meet.
+    names = iter(range(100))
     files = {}
     for path in draw(st.lists(st.sampled_from(["a.yaml", "b.yml", "c/d.yaml"]), unique=True)):
-        files[path] = "---\n".join(draw(st.lists(_object(), max_size=3)))
+        count = draw(st.integers(0, 3))
+        files[path] = "---\n".join(draw(_object(f"o{next(names)}")) for _ in range(count))
     return files
 
 
@@ -193,7 +196,7 @@ def _plain(files: dict[str, str]) -> dict[str, list[object]]:
     return {p: [to_plain(o) for o in parse_documents(t).objects()] for p, t in files.items()}
 
 
-_settings = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_settings = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_settings

@@ -52,6 +52,12 @@ def kptfile_summary(files: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def has_pipeline(files: Mapping[str, str]) -> bool:
+    text = files.get("Kptfile", "")
+    # Most Kptfiles have no pipeline at all; only parse the ones that mention it.
+    return "pipeline" in text and bool(kptfile_summary(files)["hasPipeline"])
+
+
 def row_from_info(
     namespace: str, repository: str, info: RevisionInfo, kptfile: dict[str, Any]
 ) -> RevisionRow:

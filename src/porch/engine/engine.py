@@ -29,6 +29,7 @@ from porch.api.types import (
 )
 from porch.engine import convert
 from porch.engine.locks import KeyedLocks, TryLocks
+from porch.engine.objects import ObjectService
 from porch.engine.render import NoFunctionRuntime, Renderer, RenderOutcome
 from porch.engine.repositories import RepositoryRegistry
 from porch.engine.rules import (
@@ -47,6 +48,7 @@ from porch.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    PorchError,
     RenderError,
     StaleResourceVersion,
 )
@@ -88,9 +90,7 @@ class Engine:
     ) -> None:
         self.store = store
         self.repositories = RepositoryRegistry(store, opener)
-        self.renderer = renderer or NoFunctionRuntime(
-            lambda files: convert.kptfile_summary(files)["hasPipeline"]
-        )
+        self.renderer = renderer or NoFunctionRuntime(convert.has_pipeline)
         self._fault = fault
         self._clock = clock
         self._event_window = event_window
@@ -98,6 +98,7 @@ class Engine:
         self._package_locks = KeyedLocks()
         self._commit_lock = threading.Lock()
         self.hub = WatchHub()
+        self.objects = ObjectService(self)
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -187,44 +188,24 @@ class Engine:
     # --- repositories -------------------------------------------------------------------------
 
     def register_repository(self, repo: Repository) -> Repository:
-        """Register (or re-register) a repository and index what it holds."""
-        from porch.engine.repositories import KIND, immutable_changes, validate_repository
-        from porch.store.types import ObjectRow
-
-        validate_repository(repo)
-        ns, name = repo.metadata.namespace, repo.metadata.name
-        existing = self.store.get_object(KIND, ns, name)
-        if existing is not None:
-            old = Repository.from_dict(existing.body)
-            changed = immutable_changes(old, repo)
-            if changed:
-                raise Invalid(f"spec.{changed[0]} is immutable")
-        repo.metadata.creation_timestamp = repo.metadata.creation_timestamp or self._clock()
-        repo.metadata.resource_version = ""
-        adapter = self.repositories.adapter(repo)
+        """Create (or update) a Repository object: it is opened and indexed at once."""
         body = repo.to_dict()
-        body.pop("status", None)
+        ns, name = repo.metadata.namespace, repo.metadata.name
+        existing = self.store.get_object("Repository", ns, name) if ns and name else None
+        if existing is None:
+            stored = self.objects.create("Repository", body)
+        else:
+            body["metadata"]["resourceVersion"] = str(existing.resource_version)
+            stored = self.objects.update("Repository", body)
+        return Repository.from_dict(stored)
 
-        def work(txn: Transaction) -> list[Event]:
-            rv = txn.next_resource_version()
-            txn.put_object(ObjectRow(KIND, ns, name, body, rv))
-            return []
-
-        self._commit(work)
-        self.sync_repository(ns, name, adapter=adapter)
-        return self.repositories.get(ns, name)
-
-    def unregister_repository(self, namespace: str, name: str) -> None:
-        from porch.engine.repositories import KIND
-
+    def remove_repository_revisions(self, namespace: str, name: str) -> None:
+        """Drop a repository's revisions from the index (DELETED events); git is untouched."""
         repo = self.repositories.get(namespace, name)
         rows = self.store.list_revisions(namespace, repository=name)
 
-        def work(txn: Transaction) -> list[Event]:
-            events = [self._stamp(txn, row, "DELETED", repo) for row in rows]
-            txn.next_resource_version()
-            txn.delete_object(KIND, namespace, name)
-            return events
+        def work(txn: Transaction) -> builtins.list[Event]:
+            return [self._stamp(txn, row, "DELETED", repo) for row in rows]
 
         self._commit(work)
         self.repositories.forget(namespace, name)
@@ -285,7 +266,11 @@ class Engine:
         """Re-index every registered repository (after a restart); returns recovery notes."""
         notes: list[str] = []
         for repo in self.repositories.list():
-            notes += self.sync_repository(repo.metadata.namespace, repo.metadata.name)
+            ns, name = repo.metadata.namespace, repo.metadata.name
+            try:
+                notes += self.sync_repository(ns, name)
+            except PorchError as exc:  # one broken repository must not stop the others
+                notes.append(f"repository {ns}/{name} could not be synced: {exc}")
         return notes
 
     # --- reads ---------------------------------------------------------------------------------
@@ -831,7 +816,7 @@ class Engine:
 
         def predicate(obj: dict[str, Any]) -> bool:
             meta, spec = obj.get("metadata", {}), obj.get("spec", {})
-            return flt.matches(
+            return obj.get("kind") == "PackageRevision" and flt.matches(
                 namespace=meta.get("namespace", ""),
                 name=meta.get("name", ""),
                 repository=spec.get("repository", ""),
@@ -843,14 +828,26 @@ class Engine:
                 labels=meta.get("labels") or {},
             )
 
+        def initial() -> builtins.list[WatchEvent]:
+            return [
+                WatchEvent("ADDED", pr.to_dict(), int(pr.metadata.resource_version))
+                for pr in self._list(flt)
+            ]
+
+        return self.open_watch(predicate, initial, resource_version)
+
+    def open_watch(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        initial: Callable[[], builtins.list[WatchEvent]],
+        resource_version: str,
+    ) -> Watcher:
+        """Register first, then send the current state (or the log after a resourceVersion)."""
         watcher = self.hub.add(predicate)
         try:
             if resource_version in ("", "0"):
-                for pr in self._list(flt):
-                    body = pr.to_dict()
-                    watcher.push_initial(
-                        WatchEvent("ADDED", body, int(pr.metadata.resource_version))
-                    )
+                for event in initial():
+                    watcher.push_initial(event)
             else:
                 self._replay(watcher, resource_version, predicate)
         except BaseException:
@@ -875,7 +872,7 @@ class Engine:
             if not batch:
                 return
             for event in batch:
-                if event.kind == "PackageRevision" and predicate(event.body):
+                if predicate(event.body):
                     watcher.push_initial(WatchEvent(event.type, event.body, event.resource_version))
             since = batch[-1].resource_version
 

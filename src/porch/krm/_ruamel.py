@@ -31,6 +31,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, Format, LineCol
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.scanner import RoundTripScanner, ScannerError
 
 from porch.errors import Cause, Details, Invalid
 
@@ -76,6 +77,25 @@ class YAMLSyntaxError(Invalid):
         self.column = column
 
 
+class _Scanner(RoundTripScanner):
+    """Refuses nesting past ``MAX_DEPTH`` while scanning: ruamel's scanner is quadratic in
+    flow nesting (10 kB of ``[`` costs seconds) and its composer recursive in all nesting."""
+
+    def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:
+        self._check_depth(len(self.flow_context))
+        super().fetch_flow_collection_start(TokenClass, to_push)
+
+    def add_indent(self, column: int) -> bool:
+        self._check_depth(len(self.indents))
+        added: bool = super().add_indent(column)
+        return added
+
+    def _check_depth(self, depth: int) -> None:
+        if depth >= MAX_DEPTH:
+            mark = self.reader.get_mark()
+            raise ScannerError(None, None, f"nesting deeper than {MAX_DEPTH} levels", mark)
+
+
 class _Resolver(VersionedResolver):
     def add_version_implicit_resolver(
         self, version: Any, tag: Any, regexp: Any, first: Any
@@ -99,6 +119,7 @@ def _instance() -> YAML:
     if yaml is None:
         yaml = YAML(typ="rt")
         yaml.Resolver = _Resolver
+        yaml.Scanner = _Scanner
         yaml.preserve_quotes = True
         yaml.allow_duplicate_keys = False
         # Never fold long scalars: a re-dump must not rewrap a line the author kept whole.
@@ -194,7 +215,7 @@ def _untab(text: str, exc: MarkedYAMLError) -> str | None:
     mark = exc.problem_mark
     if mark is None or "'\\t'" not in (exc.problem or ""):
         return None
-    index = mark.index
+    index: int = mark.index
     if not 0 <= index < len(text) or text[index] != "\t":
         return None
     line_start = text.rfind("\n", 0, index) + 1

@@ -18,7 +18,7 @@ import copy
 from collections.abc import Hashable
 from typing import Any
 
-from ruamel.yaml.comments import Comment, CommentedMap, CommentedSeq
+from ruamel.yaml.comments import Comment, CommentedMap, CommentedSeq, Format
 
 from porch.krm._ruamel import existing
 
@@ -30,31 +30,139 @@ ASSOCIATIVE_KEYS = ("mountPath", "devicePath", "ip", "type", "topologyKey", "nam
 
 def copy_comments(src: Any, dst: Any) -> None:
     """Give ``dst`` (in place) every comment ``src`` has where ``dst`` has none."""
-    # One memo for the whole walk: ruamel shares a token between a key's slot and the
-    # first slot of the mapping under it, and the copy must share it too or it prints twice.
-    _copy(src, dst, {})
+    _Copier(_comment_lines_in(dst)).copy(src, dst)
 
 
-def _copy(src: Any, dst: Any, memo: dict[int, Any]) -> None:
+class _Copier:
+    """One healing pass. ``present`` holds every comment line ``dst`` already shows anywhere:
+    ruamel may read a comment back into another slot than the one it was printed from (a
+    comment above a key can come back as the trailer of the previous value), so "this slot is
+    empty" alone would copy it again on the next heal. A token whose comment lines all exist
+    already is skipped, which makes healing idempotent and never duplicates a comment.
+    ``given`` remembers each token handed out: ruamel shares one token between a key's slot
+    and the first slot of the mapping under it, and the copies must be shared as well."""
+
+    def __init__(self, present: set[str]) -> None:
+        self.present = present
+        self.given: dict[int, Any] = {}
+
+    def copy(self, src: Any, dst: Any) -> None:
+        _copy(src, dst, self)
+
+    def take(self, slot: Any, *, eol: bool = False) -> Any:
+        """A copy of ``slot`` (a token or list of tokens) holding only comment lines ``dst``
+        does not show yet, or None if there are none. ``eol`` says the slot's first line is
+        the rest of a value's line, which must stay a line even when its comment goes."""
+        key = id(slot)
+        if key not in self.given:
+            self.given[key] = self._copy_new_lines(slot, eol=eol)
+        return self.given[key]
+
+    def _copy_new_lines(self, slot: Any, *, eol: bool) -> Any:
+        if not set(_lines(slot)) - self.present:
+            return None
+        copied = copy.deepcopy(slot)
+        tokens = copied if isinstance(copied, list) else [copied]
+        kept = [t for t in tokens if self._trim(t, eol=eol and t is tokens[0])]
+        if not kept:
+            return None
+        return kept if isinstance(copied, list) else kept[0]
+
+    def _trim(self, token: Any, *, eol: bool) -> bool:
+        value = getattr(token, "value", None)
+        if not isinstance(value, str):
+            return False
+        lines = value.splitlines(keepends=True)
+        out: list[str] = []
+        for n, line in enumerate(lines):
+            text = line.strip()
+            if text.startswith("#") and text in self.present:
+                if n == 0 and eol:
+                    out.append("\n")
+                continue
+            out.append(line)
+        token.value = "".join(out)
+        added = set(_lines(token)) - self.present
+        self.present |= added
+        return bool(added)
+
+
+def _lines(slot: Any) -> list[str]:
+    tokens = slot if isinstance(slot, list) else [slot]
+    out: list[str] = []
+    for token in tokens:
+        value = getattr(token, "value", None)
+        if isinstance(value, str):
+            out.extend(line.strip() for line in value.splitlines() if line.strip().startswith("#"))
+    return out
+
+
+def _comment_lines_in(root: Any) -> set[str]:
+    found: set[str] = set()
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, CommentedMap | CommentedSeq) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        holder: Comment | None = existing(node, Comment.attrib)
+        if holder is not None:
+            for slot in (*(holder.comment or ()), *holder.items.values(), holder.end):
+                for part in slot if isinstance(slot, list) else [slot]:
+                    if part:
+                        found.update(_lines(part))
+        stack.extend(node.values() if isinstance(node, CommentedMap) else node)
+    return found
+
+
+def _copy(src: Any, dst: Any, copier: _Copier) -> None:
     if isinstance(src, CommentedMap) and isinstance(dst, CommentedMap):
         pairs: list[tuple[Hashable, Hashable]] = [(k, k) for k in dst if k in src]
-        _copy_slots(src, dst, pairs, memo)
+        _copy_slots(src, dst, [(k, k) for k, _ in pairs if _same_shape(src[k], dst[k])], copier)
         for key, _ in pairs:
-            _copy(src[key], dst[key], memo)
+            _copy(src[key], dst[key], copier)
     elif isinstance(src, CommentedSeq) and isinstance(dst, CommentedSeq):
         index_pairs = _pair_items(src, dst)
-        _copy_slots(src, dst, list(index_pairs), memo)
+        shaped = [(i, j) for i, j in index_pairs if _same_shape(src[i], dst[j])]
+        _copy_slots(src, dst, list(shaped), copier)
         for i, j in index_pairs:
-            _copy(src[i], dst[j], memo)
+            _copy(src[i], dst[j], copier)
+
+
+def _shape(node: Any) -> tuple[str, bool]:
+    if isinstance(node, CommentedMap | CommentedSeq):
+        fmt = existing(node, Format.attrib)
+        flow = bool(fmt is not None and fmt.flow_style())
+        return ("map" if isinstance(node, CommentedMap) else "seq", flow and bool(node))
+    return ("scalar", False)
+
+
+def _same_shape(old: Any, new: Any) -> bool:
+    """Whether a slot's comments print in the same place for both values. ruamel puts the
+    comment after ``key: value`` and the one after ``key:`` (above a block value) in the same
+    slot, so carrying it from a scalar to a block mapping would move it, and the next heal
+    would find the slot empty and add it again."""
+    return _shape(old) == _shape(new)
 
 
 def _copy_slots(
-    src: Any, dst: Any, pairs: list[tuple[Hashable, Hashable]], memo: dict[int, Any]
+    src: Any, dst: Any, pairs: list[tuple[Hashable, Hashable]], copier: _Copier
 ) -> None:
     theirs: Comment | None = existing(src, Comment.attrib)
     if theirs is None:
         return
     ours: Comment | None = existing(dst, Comment.attrib)
+
+    def fill(have: list[Any] | None, offered: list[Any], eol_slot: int) -> list[Any] | None:
+        """``have`` with its empty slots taken from ``offered``; None if nothing was added."""
+        out = list(have) if have else []
+        out.extend([None] * (len(offered) - len(out)))
+        added = False
+        for n, slot in enumerate(offered):
+            if slot and not out[n]:
+                out[n] = copier.take(slot, eol=n == eol_slot)
+                added = added or out[n] is not None
+        return out if added else None
 
     def target() -> Comment:
         # Create dst's comment holder only when something is really copied into it.
@@ -65,29 +173,20 @@ def _copy_slots(
         return ours
 
     if theirs.comment:
-        have = list(ours.comment) if ours is not None and ours.comment else [None, None]
-        have.extend([None] * (len(theirs.comment) - len(have)))
-        if any(other and not have[n] for n, other in enumerate(theirs.comment)):
-            target().comment = [
-                mine if mine else copy.deepcopy(other, memo)
-                for mine, other in zip(have, theirs.comment, strict=False)
-            ]
+        start = fill(ours.comment if ours is not None else None, list(theirs.comment), 0)
+        if start is not None:
+            target().comment = start
     for src_key, dst_key in pairs:
         slots = theirs.items.get(src_key)
-        if not slots or not any(slots):
-            continue
-        current = ours.items.get(dst_key) if ours is not None else None
-        filled = list(current) if current else [None] * len(slots)
-        filled.extend([None] * (len(slots) - len(filled)))
-        changed = False
-        for n, slot in enumerate(slots):
-            if slot and not filled[n]:
-                filled[n] = copy.deepcopy(slot, memo)
-                changed = True
-        if changed:
-            target().items[dst_key] = filled
+        if slots and any(slots):
+            have = ours.items.get(dst_key) if ours is not None else None
+            filled = fill(have, list(slots), 2 if isinstance(src, CommentedMap) else 0)
+            if filled is not None:
+                target().items[dst_key] = filled
     if theirs.end and not (ours is not None and ours.end):
-        target().end = copy.deepcopy(theirs.end, memo)
+        end = copier.take(theirs.end)
+        if end is not None:
+            target().end = end
 
 
 def _pair_items(src: CommentedSeq, dst: CommentedSeq) -> list[tuple[int, int]]:

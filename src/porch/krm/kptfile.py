@@ -15,7 +15,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from porch.api.kptfile import KPTFILE, KPTFILE_API_VERSION, LOCAL_CONFIG, Kptfile
 from porch.errors import Invalid
-from porch.krm.yaml import dump_documents, dumps, go_scalar, parse_documents, to_plain
+from porch.krm.plain import load_plain_all
+from porch.krm.yaml import dump_documents, dumps, go_scalar, parse_documents
 
 __all__ = [
     "PACKAGE_CONTEXT",
@@ -47,9 +48,12 @@ _CONDITION_FIELDS = ("type", "status", "reason", "message")
 
 
 def read_kptfile(text: str) -> Kptfile:
-    obj = _kptfile_object(parse_documents(text, filename=KPTFILE).objects())
+    """The Kptfile as typed data (read-only: edits go through the round-trip functions)."""
+    objects = [d for d in load_plain_all(text, filename=KPTFILE) if isinstance(d, dict)]
+    if len(objects) != 1:
+        raise Invalid(f"invalid Kptfile: expected exactly one object, found {len(objects)}")
     try:
-        return Kptfile.from_dict(to_plain(obj))
+        return Kptfile.from_dict(objects[0])
     except (TypeError, ValueError) as exc:
         raise Invalid(f"invalid Kptfile: {exc}") from exc
 

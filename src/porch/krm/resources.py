@@ -139,18 +139,40 @@ def heal_comments(old_files: Mapping[str, str], new_files: Mapping[str, str]) ->
             raise Invalid(f"failed to heal resources: {exc}") from exc
         if not any(entry.node is not None for entry in docs.entries):
             continue
-        ytt_file = _has_ytt(text)
-        for entry in docs.entries:
-            if not isinstance(entry.node, CommentedMap):
-                continue
-            if ytt_file and _has_ytt(_entry_text(entry)):
-                continue
-            for original, original_path in originals.get(ObjectId.of(entry.node), ()):
-                if _has_ytt(old_files[original_path]) and _has_ytt(_entry_text(original)):
-                    continue
-                copy_comments(original.node, entry.node)
-        healed[path] = dump_documents(docs)
+        out = _heal_file(docs, text, originals, old_files)
+        # ruamel may read a copied comment back into another slot than it was printed from,
+        # leaving the slot looking empty to the next heal. Healing until nothing changes
+        # makes the result a fixed point, so healing it again is a no-op. Every pass only
+        # adds comment lines the file does not show yet, so this ends quickly.
+        for _ in range(_MAX_PASSES):
+            if out == text:
+                break
+            text = out
+            out = _heal_file(parse_documents(text, filename=path), text, originals, old_files)
+        healed[path] = out
     return healed
+
+
+_MAX_PASSES = 4
+
+
+def _heal_file(
+    docs: Documents,
+    text: str,
+    originals: Mapping[ObjectId, list[tuple[Document, str]]],
+    old_files: Mapping[str, str],
+) -> str:
+    ytt_file = _has_ytt(text)
+    for entry in docs.entries:
+        if not isinstance(entry.node, CommentedMap):
+            continue
+        if ytt_file and _has_ytt(_entry_text(entry)):
+            continue
+        for original, original_path in originals.get(ObjectId.of(entry.node), ()):
+            if _has_ytt(old_files[original_path]) and _has_ytt(_entry_text(original)):
+                continue
+            copy_comments(original.node, entry.node)
+    return dump_documents(docs)
 
 
 def _has_ytt(text: str) -> bool:
