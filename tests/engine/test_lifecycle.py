@@ -301,3 +301,23 @@ def test_approval_endpoint_only_for_publish(harness: Harness) -> None:
     with pytest.raises(Invalid):
         harness.engine.update(current, endpoint=Endpoint.MAIN)
     assert harness.engine.update(current, endpoint=Endpoint.APPROVAL).spec.revision == 1
+
+
+def test_referenced_upstream_cannot_be_deleted(harness: Harness) -> None:
+    harness.register()
+    up = harness.set_lifecycle(harness.publish("up", "ws1"), "DeletionProposed")
+    down = harness.create("down", "ws1")
+    # A clone task is how a downstream names its upstream; clone itself lands with its own
+    # issue, so record the task on the index row the way discovery would.
+    row = harness.engine.store.get_revision(NS, down.metadata.name)
+    assert row is not None
+    row.tasks = [
+        {"type": "clone", "clone": {"upstreamRef": {"upstreamRef": {"name": "blue.up.ws1"}}}}
+    ]
+    with harness.engine.store.transaction() as txn:
+        row.resource_version = txn.next_resource_version()
+        txn.put_revision(row)
+    with pytest.raises(Forbidden, match="referenced as upstream by: blue.down.ws1"):
+        harness.engine.delete(NS, up.metadata.name)
+    harness.engine.delete(NS, down.metadata.name)
+    harness.engine.delete(NS, up.metadata.name)

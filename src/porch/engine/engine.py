@@ -38,7 +38,6 @@ from porch.engine.rules import (
     check_published_spec_unchanged,
     choose_task,
     task_json,
-    upstream_referrers,
 )
 from porch.engine.selectors import RevisionFilter, parse_package_filter, parse_revision_filter
 from porch.engine.watch import Watcher, WatchEvent, WatchHub
@@ -579,19 +578,24 @@ class Engine:
         info = convert.info_from_row(row)
         files = adapter.read_files(info)
         text = files["Kptfile"]
-        spec = pr.spec
-        if spec.package_metadata is not None:
+        spec, known = pr.spec, row.kptfile
+        # Each Kptfile edit is a round-trip parse; skip the ones that would change nothing.
+        wanted = spec.package_metadata
+        if wanted is not None and (
+            wanted.labels != known.get("labels") or wanted.annotations != known.get("annotations")
+        ):
             text = kptfile_set_metadata(
-                text,
-                labels=spec.package_metadata.labels,
-                annotations=spec.package_metadata.annotations,
-                replace=True,
+                text, labels=wanted.labels, annotations=wanted.annotations, replace=True
             )
-        text = kptfile_sync_readiness_gates(text, [g.condition_type for g in spec.readiness_gates])
+        gates = [g.condition_type for g in spec.readiness_gates]
+        if gates != known.get("readinessGates"):
+            text = kptfile_sync_readiness_gates(text, gates)
         if pr.status.conditions:
             from porch.api._serde import to_dict
 
-            text = kptfile_sync_conditions(text, to_dict(pr.status.conditions))
+            conditions = to_dict(pr.status.conditions)
+            if conditions != known.get("conditions"):
+                text = kptfile_sync_conditions(text, conditions)
         outcome = self._render({**files, "Kptfile": text})
         if outcome.failed:
             raise RenderError(
@@ -756,7 +760,11 @@ class Engine:
                 "published PackageRevisions must be proposed for deletion by setting"
                 " spec.lifecycle to 'DeletionProposed' prior to deletion"
             )
-        referrers = upstream_referrers(name, self.store.mentioning(namespace, name))
+        referrers = [
+            r.name
+            for r in self.store.mentioning(namespace, name)
+            if r.revision != -1 and r.name != name
+        ]
         if referrers:
             raise Forbidden(
                 "cannot delete package revision, it is referenced as upstream by: "

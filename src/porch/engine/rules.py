@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from porch.api._serde import to_dict
 from porch.api.types import (
     LATEST_REVISION_LABEL,
@@ -12,7 +10,6 @@ from porch.api.types import (
     Task,
 )
 from porch.errors import Invalid
-from porch.store.types import RevisionRow
 
 CREATE_TASKS = ("init", "clone", "edit", "upgrade")
 MANAGED_LABEL = "label is managed by porch and cannot be set by users"
@@ -60,20 +57,6 @@ def check_published_spec_unchanged(current: PackageRevision, new: PackageRevisio
     )
     if changed:
         raise Invalid("spec can only update package with lifecycle value one of Draft,Proposed")
-
-
-def upstream_referrers(name: str, rows: Iterable[RevisionRow]) -> list[str]:
-    """Names of revisions whose creating task uses ``name`` as upstream (§2.4)."""
-    out = []
-    for row in rows:
-        if row.revision == -1 or row.name == name:
-            continue
-        for task in row.tasks:
-            clone = ((task.get("clone") or {}).get("upstreamRef") or {}).get("upstreamRef") or {}
-            upgrade = (task.get("upgrade") or {}).get("newUpstreamRef") or {}
-            if clone.get("name") == name or upgrade.get("name") == name:
-                out.append(row.name)
-    return out
 
 
 def task_json(task: Task) -> dict[str, object]:

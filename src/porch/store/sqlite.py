@@ -37,8 +37,11 @@ CREATE TABLE IF NOT EXISTS revisions (
     kptfile TEXT NOT NULL,
     meta TEXT NOT NULL,
     resource_version INTEGER NOT NULL,
+    upstream TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (namespace, name)
 );
+CREATE INDEX IF NOT EXISTS revisions_by_upstream ON revisions (namespace, upstream)
+    WHERE upstream != '';
 CREATE INDEX IF NOT EXISTS revisions_by_package ON revisions (namespace, repository, package);
 CREATE UNIQUE INDEX IF NOT EXISTS revisions_unique_number
     ON revisions (namespace, repository, package, revision) WHERE revision > 0;
@@ -68,6 +71,17 @@ _REV_COLUMNS = (
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def upstream_of(tasks: list[dict[str, Any]]) -> str:
+    """The revision a clone or upgrade task names as its upstream ("" when none)."""
+    for task in tasks:
+        clone = ((task.get("clone") or {}).get("upstreamRef") or {}).get("upstreamRef") or {}
+        upgrade = (task.get("upgrade") or {}).get("newUpstreamRef") or {}
+        name = clone.get("name") or upgrade.get("name")
+        if name:
+            return str(name)
+    return ""
 
 
 def _row(r: tuple[Any, ...]) -> RevisionRow:
@@ -103,8 +117,8 @@ class _Txn:
 
     def put_revision(self, row: RevisionRow) -> None:
         self._conn.execute(
-            f"INSERT OR REPLACE INTO revisions ({_REV_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO revisions ({_REV_COLUMNS}, upstream)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.namespace,
                 row.name,
@@ -121,6 +135,7 @@ class _Txn:
                 _dumps(row.kptfile),
                 _dumps(row.meta),
                 row.resource_version,
+                upstream_of(row.tasks),
             ),
         )
 
@@ -240,10 +255,9 @@ class SqliteStore:
         return str(r[0]) if r else None
 
     def mentioning(self, namespace: str, name: str) -> list[RevisionRow]:
-        needle = '%"name":' + _dumps(name) + "%"
         cur = self._conn().execute(
-            f"SELECT {_REV_COLUMNS} FROM revisions WHERE namespace = ? AND tasks LIKE ?",
-            (namespace, needle),
+            f"SELECT {_REV_COLUMNS} FROM revisions WHERE namespace = ? AND upstream = ?",
+            (namespace, name),
         )
         return [_row(r) for r in cur]
 
