@@ -221,3 +221,24 @@ def test_init_matches_kpt_pkg_init(
     theirs = (pkg / "README.md").read_text()
     headings = [line for line in theirs.splitlines() if line.startswith("#")]
     assert [line for line in ours["README.md"].splitlines() if line.startswith("#")] == headings
+
+
+@pytest.mark.parametrize(
+    ("name", "description"),
+    [
+        ("app", "app description"),
+        ("net-vpc", "net/vpc description"),
+        ("a1", "v1.2 of the thing"),
+        ("true", "yes"),
+        ("123", "1e3"),
+        ("app", "x" * 70),
+        ("app", "has: colon"),
+        ("app", "trailing space "),
+        ("app", "#hash"),
+        ("null", "~"),
+    ],
+)
+def test_fast_init_matches_the_emitter(name: str, description: str) -> None:
+    from porch.krm.kptfile import _init_kptfile
+
+    assert init_package(name, description)["Kptfile"] == _init_kptfile(name, description, (), "")

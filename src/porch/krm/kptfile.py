@@ -8,7 +8,9 @@ create are placed where kpt's Go struct would put them and quoted the way yaml.v
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -16,7 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from porch.api.kptfile import KPTFILE, KPTFILE_API_VERSION, LOCAL_CONFIG, Kptfile
 from porch.errors import Invalid
 from porch.krm.plain import load_plain_all
-from porch.krm.yaml import dump_documents, dumps, go_scalar, parse_documents
+from porch.krm.yaml import dump_documents, dumps, go_needs_quotes, go_scalar, parse_documents
 
 __all__ = [
     "PACKAGE_CONTEXT",
@@ -232,6 +234,47 @@ def init_package(
     name: str, description: str = "", keywords: Sequence[str] = (), site: str = ""
 ) -> dict[str, str]:
     """The files ``kpt pkg init`` writes: Kptfile, README.md and package-context.yaml."""
+    fast = _fast_init_kptfile(name, description, keywords, site)
+    return {
+        KPTFILE: fast if fast is not None else _init_kptfile(name, description, keywords, site),
+        "README.md": _readme(name, description),
+        PACKAGE_CONTEXT: _init_context(),
+    }
+
+
+# Text the emitter writes plain, on one line, whatever its settings: the common case of a
+# DNS-label name and a short description. Anything else goes through ruamel.
+_PLAIN_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*(?: [A-Za-z0-9._/-]+)*")
+
+
+def _fast_init_kptfile(
+    name: str, description: str, keywords: Sequence[str], site: str
+) -> str | None:
+    values = (name, description)
+    if keywords or site or not description:
+        return None
+    if not all(len(v) <= 60 and _PLAIN_SAFE.fullmatch(v) for v in values):
+        return None
+    if any(go_needs_quotes(v) for v in values):
+        return None
+    return (
+        f"apiVersion: {KPTFILE_API_VERSION}\nkind: {KPTFILE}\nmetadata:\n  name: {name}\n"
+        f'  annotations:\n    {LOCAL_CONFIG}: "true"\ninfo:\n  description: {description}\n'
+    )
+
+
+@cache
+def _init_context() -> str:
+    context = CommentedMap()
+    context["apiVersion"] = "v1"
+    context["kind"] = "ConfigMap"
+    context["metadata"] = _metadata("kptfile.kpt.dev")
+    # kpt writes the abstract placeholder here; Porch fills in the real name on render.
+    context["data"] = CommentedMap(name="example")
+    return dumps(context)
+
+
+def _init_kptfile(name: str, description: str, keywords: Sequence[str], site: str) -> str:
     info: dict[str, Any] = {}
     if site:
         info["site"] = site
@@ -247,17 +290,7 @@ def init_package(
         (k, CommentedSeq(go_scalar(w) for w in v) if isinstance(v, list) else go_scalar(v))
         for k, v in info.items()
     )
-    context = CommentedMap()
-    context["apiVersion"] = "v1"
-    context["kind"] = "ConfigMap"
-    context["metadata"] = _metadata("kptfile.kpt.dev")
-    # kpt writes the abstract placeholder here; Porch fills in the real name on render.
-    context["data"] = CommentedMap(name="example")
-    return {
-        KPTFILE: dumps(kptfile),
-        "README.md": _readme(name, description),
-        PACKAGE_CONTEXT: dumps(context),
-    }
+    return dumps(kptfile)
 
 
 def _metadata(name: str) -> CommentedMap:

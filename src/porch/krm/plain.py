@@ -36,9 +36,7 @@ def _plain_keys(value: Any, depth: int = 0) -> bool:
     if depth > 100:
         return False
     if isinstance(value, dict):
-        return all(
-            isinstance(k, str) and _plain_keys(v, depth + 1) for k, v in value.items()
-        )
+        return all(isinstance(k, str) and _plain_keys(v, depth + 1) for k, v in value.items())
     if isinstance(value, list):
         return all(_plain_keys(v, depth + 1) for v in value)
     return value is None or isinstance(value, str | int | float | bool)

@@ -15,6 +15,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from porch.errors import Invalid
 from porch.krm.comments import copy_comments
+from porch.krm.plain import load_plain_all
 from porch.krm.yaml import Document, Documents, dump_documents, parse_documents, to_plain_value
 
 __all__ = [
@@ -116,22 +117,16 @@ def heal_comments(old_files: Mapping[str, str], new_files: Mapping[str, str]) ->
     that end up unchanged keep their exact bytes, so ``heal_comments(x, x)`` returns ``x`` for
     every file that holds an object.
     """
-    try:
-        old_docs = parse_package(old_files)
-    except Invalid as exc:
-        raise Invalid(
-            f"failed to heal resources: failed to read old package resources: {exc}"
-        ) from exc
-    originals: dict[ObjectId, list[tuple[Document, str]]] = {}
-    for path, docs in old_docs.items():
-        for entry in docs.entries:
-            if isinstance(entry.node, CommentedMap):
-                originals.setdefault(ObjectId.of(entry.node), []).append((entry, path))
-
+    originals = _Originals(old_files)
     healed: dict[str, str] = {}
     for path, text in new_files.items():
         if not is_krm_file(path):
             healed[path] = text
+            continue
+        if old_files.get(path) == text:
+            # Unchanged files already carry their comments; only an empty one still goes.
+            if _holds_objects(text, path):
+                healed[path] = text
             continue
         try:
             docs = parse_documents(text, filename=path)
@@ -153,13 +148,65 @@ def heal_comments(old_files: Mapping[str, str], new_files: Mapping[str, str]) ->
     return healed
 
 
+def _holds_objects(text: str, path: str) -> bool:
+    try:
+        return any(isinstance(d, Mapping) for d in load_plain_all(text, filename=path))
+    except Invalid as exc:
+        raise Invalid(f"failed to heal resources: {exc}") from exc
+
+
+class _Originals:
+    """The old package's objects by identity, parsed (round-trip) only when a new one asks.
+
+    A resources update usually changes one file of many; finding identities with the fast
+    loader and round-trip parsing only the old files that hold a wanted object keeps the cost
+    proportional to the change.
+    """
+
+    def __init__(self, old_files: Mapping[str, str]) -> None:
+        self._old = old_files
+        self._where: dict[ObjectId, list[str]] | None = None
+        self._parsed: dict[str, Documents] = {}
+
+    def _index(self) -> dict[ObjectId, list[str]]:
+        if self._where is None:
+            where: dict[ObjectId, list[str]] = {}
+            for path in sorted(self._old):
+                if not is_krm_file(path):
+                    continue
+                try:
+                    docs = load_plain_all(self._old[path], filename=path)
+                except Invalid as exc:
+                    raise Invalid(
+                        f"failed to heal resources: failed to read old package resources: {exc}"
+                    ) from exc
+                for doc in docs:
+                    if isinstance(doc, Mapping):
+                        paths = where.setdefault(ObjectId.of(doc), [])
+                        if path not in paths:
+                            paths.append(path)
+            self._where = where
+        return self._where
+
+    def get(self, oid: ObjectId) -> list[tuple[Document, str]]:
+        out = []
+        for path in self._index().get(oid, ()):
+            docs = self._parsed.get(path)
+            if docs is None:
+                docs = self._parsed[path] = parse_documents(self._old[path], filename=path)
+            for entry in docs.entries:
+                if isinstance(entry.node, CommentedMap) and ObjectId.of(entry.node) == oid:
+                    out.append((entry, path))
+        return out
+
+
 _MAX_PASSES = 4
 
 
 def _heal_file(
     docs: Documents,
     text: str,
-    originals: Mapping[ObjectId, list[tuple[Document, str]]],
+    originals: _Originals,
     old_files: Mapping[str, str],
 ) -> str:
     ytt_file = _has_ytt(text)
@@ -168,7 +215,7 @@ def _heal_file(
             continue
         if ytt_file and _has_ytt(_entry_text(entry)):
             continue
-        for original, original_path in originals.get(ObjectId.of(entry.node), ()):
+        for original, original_path in originals.get(ObjectId.of(entry.node)):
             if _has_ytt(old_files[original_path]) and _has_ytt(_entry_text(original)):
                 continue
             copy_comments(original.node, entry.node)

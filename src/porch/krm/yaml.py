@@ -267,6 +267,11 @@ _GO_NON_STRING = re.compile(
 )
 
 
+def go_needs_quotes(value: str) -> bool:
+    """Whether Go's yaml.v3 would quote ``value`` because it reads as a non-string."""
+    return value == "" or bool(_GO_NON_STRING.fullmatch(value))
+
+
 def go_scalar(value: str) -> str:
     """``value`` styled as kpt (Go yaml.v3) would write it: ``"true"`` double quoted, text
     with newlines as a literal block, everything else left to the emitter's plain/single

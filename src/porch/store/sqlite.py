@@ -40,8 +40,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     upstream TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (namespace, name)
 );
-CREATE INDEX IF NOT EXISTS revisions_by_upstream ON revisions (namespace, upstream)
-    WHERE upstream != '';
+CREATE INDEX IF NOT EXISTS revisions_by_upstream ON revisions (namespace, upstream);
 CREATE INDEX IF NOT EXISTS revisions_by_package ON revisions (namespace, repository, package);
 CREATE UNIQUE INDEX IF NOT EXISTS revisions_unique_number
     ON revisions (namespace, repository, package, revision) WHERE revision > 0;
@@ -182,6 +181,9 @@ class SqliteStore:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         conn = self._conn()
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(revisions)")}
+        if columns and "upstream" not in columns:  # stores written before the column existed
+            conn.execute("ALTER TABLE revisions ADD COLUMN upstream TEXT NOT NULL DEFAULT ''")
         conn.executescript(SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
