@@ -25,8 +25,17 @@ from porch.store import SqliteStore
 DEMO_NAMESPACE = "default"
 DEMO_REPOSITORY = "demo"
 DEMO_PACKAGES = (
-    ("hello-world", "A first package: a namespace and a config map"),
-    ("basens", "A base namespace blueprint"),
+    (
+        "hello-world",
+        "A first package: a config map",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello-world # shown by the demo\n"
+        "data:\n  greeting: hello\n",
+    ),
+    (
+        "basens",
+        "A base namespace blueprint",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: example\n",
+    ),
 )
 
 
@@ -83,7 +92,7 @@ def ensure_demo(engine: Engine, data_dir: Path) -> bool:
         )
     )
     existing = {p.spec.package_name for p in engine.list(DEMO_NAMESPACE)[0]}
-    for package, description in DEMO_PACKAGES:
+    for package, description, resource in DEMO_PACKAGES:
         if package in existing:
             continue
         pr = engine.create(
@@ -97,6 +106,10 @@ def ensure_demo(engine: Engine, data_dir: Path) -> bool:
                 ),
             )
         )
+        prr = engine.get_resources(DEMO_NAMESPACE, pr.metadata.name)
+        prr.spec.resources = {**prr.spec.resources, f"{package}.yaml": resource}
+        engine.update_resources(prr)
+        pr = engine.get(DEMO_NAMESPACE, pr.metadata.name)
         pr.spec.lifecycle = "Proposed"
         pr = engine.update(pr)
         pr.spec.lifecycle = "Published"
