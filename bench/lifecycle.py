@@ -1,8 +1,9 @@
 """Lifecycle latency with 10, 1,000 and 10,000 published revisions present.
 
 For each size a local bare repository is seeded with published revisions in Porch's layout
-(tags ``pkg-NNNN/vK`` on two-parent approval commits with ``kpt:`` trailers, the packages on
-``main``), indexed by a fresh engine, then timed over the five lifecycle operations:
+(tags ``pkg-NNNNN/vK`` on approval commits with ``kpt:`` trailers, the packages on ``main``,
+at most ``--max-packages`` packages, 100 by default), indexed by a fresh engine, then timed
+over the five lifecycle operations:
 create (init), replace-resources, propose, approve and delete. The baseline is raw pygit2
 plumbing making the same commits and ref moves on a copy of the same repository, in the same
 run, so the ratio does not depend on how busy the machine is.
@@ -41,7 +42,7 @@ from porch.repository.types import PackageRepository
 from porch.store import SqliteStore
 
 OPS = ("create", "replace-resources", "propose", "approve", "delete")
-REVISIONS_PER_PACKAGE = 10
+MAX_PACKAGES = 100
 NS = "default"
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  key: value\n"
 PORCH = pygit2.Signature("Package Orchestration Service", "porch@kpt.dev")
@@ -72,10 +73,14 @@ def _trailer(package: str, ws: str, revision: int, task: str) -> str:
     return "kpt:" + json.dumps(body, separators=(",", ":"))
 
 
-def seed(path: Path, revisions: int) -> None:
-    """Published revisions in Porch's layout, written with plumbing (fast)."""
+def seed(path: Path, revisions: int, max_packages: int = MAX_PACKAGES) -> None:
+    """Published revisions in Porch's layout, written with plumbing (fast).
+
+    Revisions are spread over at most ``max_packages`` packages at the repository root, so the
+    figure measures the number of revisions (refs, tags, history), not the width of the tree.
+    """
     repo = pygit2.init_repository(str(path), bare=True, initial_head="main")
-    packages = max(1, revisions // REVISIONS_PER_PACKAGE)
+    packages = max(1, min(revisions, max_packages))
     per_package = revisions // packages
     root: pygit2.Oid | None = None
     head: pygit2.Oid | None = None
@@ -169,9 +174,7 @@ def run_plumbing(path: Path, iterations: int) -> dict[str, list[float]]:
             draft = repo.create_commit(None, PORCH, PORCH, msg, tree, [parent.id])
             ref.set_target(draft)
         with timed(samples, "propose"):
-            # Porch re-renders on every Draft update, propose included: one more commit.
-            msg = f"Rendering package\n\n{_trailer(name, 'ws1', 0, 'render')}\n"
-            draft = repo.create_commit(None, PORCH, PORCH, msg, tree, [draft])
+            # The render changes nothing, so propose renames the branch (as the engine does).
             refs.create(proposed_ref, draft)
             refs.delete(draft_ref)
         with timed(samples, "approve"):
@@ -202,6 +205,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10,1000,10000")
     parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument(
+        "--max-packages",
+        type=int,
+        default=MAX_PACKAGES,
+        help="spread the revisions over at most this many packages (tree width)",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of p50 vs size")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -210,7 +219,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix=f"porch-bench-{size}-") as tmp:
             work = Path(tmp)
             t0 = time.perf_counter()
-            seed(work / "seed.git", size)
+            seed(work / "seed.git", size, args.max_packages)
             shutil.copytree(work / "seed.git", work / "repo.git")
             shutil.copytree(work / "seed.git", work / "plumbing.git")
             t1 = time.perf_counter()

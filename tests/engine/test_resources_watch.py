@@ -175,3 +175,32 @@ def test_watch_order_equals_commit_order(harness: Harness) -> None:
         rvs.append(ev.resource_version)
     assert rvs == sorted(rvs)
     w.close()
+
+
+def test_watch_notify_and_initial_count(harness: Harness) -> None:
+    harness.register()
+    harness.create("a", "ws1")
+    w = harness.engine.watch(NS)
+    assert w.initial_count == 1
+    woken: list[int] = []
+    w.set_notify(lambda: woken.append(1))
+    assert woken  # something was already queued
+    first = w.pending()
+    assert first is not None and first.type == "ADDED"
+    assert w.pending() is None
+    woken.clear()
+    harness.create("b", "ws1")
+    assert woken
+    ev = w.pending()
+    assert ev is not None and ev.object["metadata"]["name"] == "blue.b.ws1"
+    woken.clear()
+    w.close()
+    assert woken and w.pending() is None
+
+
+def test_object_field_selectors_are_checked(harness: Harness) -> None:
+    harness.register()
+    with pytest.raises(BadRequest, match="unknown fieldSelector"):
+        harness.engine.objects.list("Repository", NS, field_selector="spec.repository=x")
+    items, _ = harness.engine.objects.list("Repository", NS, field_selector="metadata.name=blue")
+    assert [i["metadata"]["name"] for i in items] == ["blue"]

@@ -274,6 +274,10 @@ class Engine:
 
     # --- reads ---------------------------------------------------------------------------------
 
+    def current_resource_version(self) -> str:
+        """The resourceVersion a list taken now would carry."""
+        return str(self.store.current_resource_version())
+
     def get(self, namespace: str, name: str) -> PackageRevision:
         row = self._row(namespace, name)
         return self._object(row, self.repositories.get(namespace, row.repository))
@@ -603,6 +607,25 @@ class Engine:
                 " remote. Fix locally (until 'kpt fn render' succeeds) and retry. Details: "
                 + outcome.error
             )
+        if outcome.files == files:
+            # Nothing to commit (Porch writes an empty "Rendering package" commit here): a
+            # propose only renames the branch, a metadata change only touches the index.
+            changes: builtins.list[Change] = []
+            new_row = _copy(row)
+            if new is not Lifecycle(row.lifecycle):
+                change = adapter.set_lifecycle(info, new)
+                assert change.info is not None
+                changes.append(change)
+                new_row = convert.row_from_info(
+                    row.namespace, row.repository, change.info, row.kptfile
+                )
+            new_row.meta = meta
+            self._commit(
+                lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo)],
+                changes,
+                point="update:after-write",
+            )
+            return self._object(new_row, repo)
         change = adapter.write(
             package=row.package,
             workspace=row.workspace,

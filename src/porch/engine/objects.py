@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from porch.api.names import object_uid
 from porch.api.types import Repository
-from porch.engine.selectors import LabelSelector, parse_package_filter
+from porch.engine.selectors import LabelSelector, parse_object_filter
 from porch.engine.watch import Watcher, WatchEvent
 from porch.errors import (
     AlreadyExists,
@@ -109,7 +109,7 @@ class ObjectService:
         field_selector: str = "",
     ) -> tuple[list[dict[str, Any]], str]:
         k = self.kind(kind)
-        flt = parse_package_filter(namespace, field_selector) if field_selector else None
+        flt = parse_object_filter(namespace, field_selector) if field_selector else None
         labels = LabelSelector.parse(label_selector) if label_selector else None
         ns = flt.namespace if flt else namespace
         out = []
@@ -144,7 +144,11 @@ class ObjectService:
             txn.add_event(ev)
             return [ev]
 
-        self._engine._commit(work)
+        try:
+            self._engine._commit(work)
+        finally:
+            if k.kind == "Repository":
+                self._engine.repositories.invalidate(ns, name)
         return result
 
     def create(self, kind: str, body: dict[str, Any], *, user: str | None = None) -> dict[str, Any]:
@@ -292,7 +296,7 @@ class ObjectService:
         resource_version: str = "",
     ) -> Watcher:
         self.kind(kind)
-        flt = parse_package_filter(namespace, field_selector) if field_selector else None
+        flt = parse_object_filter(namespace, field_selector) if field_selector else None
         labels = LabelSelector.parse(label_selector) if label_selector else None
         ns = flt.namespace if flt else namespace
 

@@ -59,15 +59,27 @@ class RepositoryRegistry:
         self._store = store
         self._opener = opener
         self._open: dict[tuple[str, str], PackageRepository] = {}
+        # Every package operation needs its Repository; decoding it each time costs more than
+        # the rest of a read. Writes go through ObjectService, which invalidates.
+        self._cache: dict[tuple[str, str], Repository] = {}
         self._lock = threading.Lock()
 
     def get(self, namespace: str, name: str) -> Repository:
+        """The stored Repository (shared: callers must not modify it)."""
+        key = (namespace, name)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         row = self._store.get_object(KIND, namespace, name)
         if row is None:
             raise repo_not_found(name)
         repo = Repository.from_dict(row.body)
         repo.metadata.resource_version = str(row.resource_version)
+        self._cache[key] = repo
         return repo
+
+    def invalidate(self, namespace: str, name: str) -> None:
+        self._cache.pop((namespace, name), None)
 
     def list(self, namespace: str | None = None) -> list[Repository]:
         out = []
@@ -89,3 +101,4 @@ class RepositoryRegistry:
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._open.pop((namespace, name), None)
+        self.invalidate(namespace, name)

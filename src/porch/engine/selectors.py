@@ -223,3 +223,18 @@ def _key(raw: str) -> str:
     if not _LABEL_KEY.match(key):
         raise BadRequest(f"unable to parse requirement: invalid label key {key!r}")
     return key
+
+
+def parse_object_filter(namespace: str | None, field_selector: str = "") -> PackageFilter:
+    """Stored kinds (Repository, Secret, …) select on ``metadata.name``/``namespace`` only."""
+    f = PackageFilter(namespace=namespace)
+    for key, value in _terms(field_selector):
+        if key == "metadata.name":
+            f.name = value
+        elif key == "metadata.namespace":
+            if namespace is not None and namespace != value:
+                raise BadRequest("conflicting namespaces specified")
+            f.namespace = value
+        else:
+            raise BadRequest(f'unknown fieldSelector field "{key}"')
+    return f

@@ -43,6 +43,26 @@ class Watcher:
         self._closed = threading.Event()
         self._overflowed = False
         self._high_water = 0  # highest resourceVersion already delivered by the initial part
+        self._notify: Callable[[], None] | None = None
+        self.initial_count = 0  # events of the initial part (state or replayed log)
+
+    def set_notify(self, callback: Callable[[], None] | None) -> None:
+        """Called (from the writer's thread) after each event is queued, and on close.
+
+        Lets an async server wake one task instead of parking a thread per watch in next().
+        """
+        self._notify = callback
+        if callback is not None and not self._queue.empty():
+            callback()
+
+    def _wake(self) -> None:
+        callback = self._notify
+        if callback is not None:
+            callback()
+
+    def pending(self) -> WatchEvent | None:
+        """The next queued event without waiting (None when there is none yet or closed)."""
+        return self.next(timeout=None) if not self._queue.empty() else None
 
     def _offer(self, event: WatchEvent) -> None:
         if self._closed.is_set() or not self._predicate(event.object):
@@ -57,10 +77,13 @@ class Watcher:
         if overflow:
             self._overflowed = True
             self.close()
+        else:
+            self._wake()
 
     def push_initial(self, event: WatchEvent) -> None:
         """Deliver an event of the initial part (current state or replayed log)."""
         self._high_water = max(self._high_water, event.resource_version)
+        self.initial_count += 1
         self._queue.put(event)
 
     def go_live(self) -> None:
@@ -71,12 +94,14 @@ class Watcher:
                     self._queue.put(event)
             self._pending.clear()
             self._live = True
+        self._wake()
 
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()
             self._hub.remove(self)
             self._queue.put(None)
+            self._wake()
 
     @property
     def closed(self) -> bool:
