@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pygit2
-from porch.krm.kptfile import init_package
 
 from porch.api.lifecycle import Endpoint
 from porch.api.types import (
@@ -38,6 +37,7 @@ from porch.api.types import (
     RepositorySpec,
 )
 from porch.engine import Engine
+from porch.krm.kptfile import init_package
 from porch.repository.types import PackageRepository
 from porch.store import SqliteStore
 
