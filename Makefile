@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/porch demo --data-dir .porch
+	$(BIN)/porch serve --data-dir .porch
 
 lint: install
 	$(BIN)/ruff check src tests bench

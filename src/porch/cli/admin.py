@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from porch import __version__
+from porch.cli.serve import serve
 from porch.errors import PorchError
 
 
@@ -55,3 +56,6 @@ def demo(data_dir: Path) -> None:
     for r in rows:
         click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     engine.store.close()
+
+
+main.add_command(serve)

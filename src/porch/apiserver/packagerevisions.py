@@ -1,0 +1,86 @@
+"""``porch.kpt.dev/v1alpha1`` PackageRevision and its ``approval`` subresource."""
+
+from __future__ import annotations
+
+from porch.api.lifecycle import Endpoint
+from porch.api.types import GROUP, LATEST_REVISION_LABEL, VERSION, PackageRevision
+from porch.apiserver.codec import to_model
+from porch.apiserver.kinds import Body, Caller, Column, ResourceType, name_column, spec_field
+from porch.engine import Engine
+from porch.engine.watch import Watcher
+
+
+def _latest(obj: Body) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(LATEST_REVISION_LABEL) == "true")
+
+
+COLUMNS = (
+    name_column(),
+    Column("Package", lambda o: spec_field(o, "packageName", "")),
+    Column("WorkspaceName", lambda o: spec_field(o, "workspaceName", "")),
+    Column("Revision", lambda o: spec_field(o, "revision", 0), type="integer"),
+    Column("Latest", _latest, type="boolean"),
+    Column("Lifecycle", lambda o: spec_field(o, "lifecycle", "")),
+    Column("Repository", lambda o: spec_field(o, "repository", "")),
+)
+
+
+class PackageRevisionBackend:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, caller: Caller, namespace: str, name: str, subresource: str) -> Body:
+        # GET of ``approval`` returns the whole object, as Porch's subresource storage does.
+        return self._engine.get(namespace, name).to_dict()
+
+    def list(
+        self, caller: Caller, namespace: str | None, *, label_selector: str, field_selector: str
+    ) -> tuple[list[Body], str]:
+        items, rv = self._engine.list(
+            namespace, field_selector=field_selector, label_selector=label_selector
+        )
+        return [i.to_dict() for i in items], rv
+
+    def create(self, caller: Caller, namespace: str, body: Body) -> Body:
+        pr = to_model(PackageRevision, body)
+        return self._engine.create(pr, user=caller.name).to_dict()
+
+    def update(self, caller: Caller, namespace: str, body: Body, subresource: str) -> Body:
+        pr = to_model(PackageRevision, body)
+        endpoint = Endpoint.APPROVAL if subresource == "approval" else Endpoint.MAIN
+        return self._engine.update(pr, endpoint=endpoint, user=caller.name).to_dict()
+
+    def delete(self, caller: Caller, namespace: str, name: str) -> Body:
+        return self._engine.delete(namespace, name, user=caller.name).to_dict()
+
+    def watch(
+        self,
+        caller: Caller,
+        namespace: str | None,
+        *,
+        label_selector: str,
+        field_selector: str,
+        resource_version: str,
+    ) -> Watcher:
+        return self._engine.watch(
+            namespace,
+            field_selector=field_selector,
+            label_selector=label_selector,
+            resource_version=resource_version,
+        )
+
+
+def resource(engine: Engine) -> ResourceType:
+    return ResourceType(
+        group=GROUP,
+        version=VERSION,
+        plural="packagerevisions",
+        singular="packagerevision",
+        kind="PackageRevision",
+        backend=PackageRevisionBackend(engine),
+        categories=("kpt",),
+        subresources=("approval",),
+        columns=COLUMNS,
+        model=PackageRevision,
+    )

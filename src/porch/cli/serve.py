@@ -1,0 +1,147 @@
+"""``porch serve``: the Kubernetes-compatible API server over the embedded engine.
+
+HTTPS is the default because kubectl only sends bearer tokens over TLS: the first start makes a
+CA and a server certificate under the data dir, an admin token in ``tokens.csv`` and a
+kubeconfig that uses both. ``--insecure-http`` exists for tests and demos, and only together
+with ``--allow-anonymous`` since no credentials would ever arrive over it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from porch.errors import PorchError
+
+MIB = 1024 * 1024
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".porch"),
+    show_default=True,
+    help="Store, git repositories, certificates, tokens and the kubeconfig live here.",
+)
+@click.option(
+    "--listen", default="127.0.0.1:7007", show_default=True, help="host:port (port 0: any)"
+)
+@click.option(
+    "--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="Server cert (PEM)."
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Server key (PEM)."
+)
+@click.option(
+    "--token-file", type=click.Path(dir_okay=False, path_type=Path), help="Static tokens CSV."
+)
+@click.option(
+    "--rbac-file", type=click.Path(dir_okay=False, path_type=Path), help="RBAC policy YAML."
+)
+@click.option("--insecure-http", is_flag=True, help="Serve plain HTTP (needs --allow-anonymous).")
+@click.option("--allow-anonymous", is_flag=True, help="Requests without credentials are allowed.")
+@click.option(
+    "--max-request-body",
+    type=int,
+    default=6 * MIB,
+    show_default=True,
+    help="Larger request bodies get 413.",
+)
+@click.option(
+    "--watch-history",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Events kept for watch resume; older resourceVersions get 410 Expired.",
+)
+def serve(
+    data_dir: Path,
+    listen: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    token_file: Path | None,
+    rbac_file: Path | None,
+    insecure_http: bool,
+    allow_anonymous: bool,
+    max_request_body: int,
+    watch_history: int,
+) -> None:
+    """Serve the Porch API for kubectl and Kubernetes clients."""
+    if insecure_http and not allow_anonymous:
+        raise click.UsageError(
+            "--insecure-http needs --allow-anonymous: kubectl sends credentials only over TLS,"
+            " so over plain HTTP every request would be anonymous"
+        )
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    from porch.apiserver import auth, create_app, serving, tls
+    from porch.apiserver.access import security_from_files
+    from porch.server import Settings, build_engine, ensure_demo
+
+    data_dir = data_dir.resolve()
+    try:
+        engine = build_engine(Settings(data_dir=data_dir))
+        ensure_demo(engine, data_dir)
+    except PorchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    sock = serving.bind(listen)
+    host, port = sock.getsockname()[:2]
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    kubeconfig = data_dir / "kubeconfig"
+    tls_files: serving.TLSFiles | None = None
+    client_ca: bytes | None = None
+    if insecure_http:
+        url = f"http://{host}:{port}"
+        tls.write_kubeconfig(kubeconfig, server_url=url, ca_pem=None, token=None)
+    else:
+        url = f"https://{host}:{port}"
+        generated = tls.ensure_server_cert(data_dir)
+        if tls_cert is not None and tls_key is not None:
+            tls_files = serving.TLSFiles(tls_cert, tls_key)
+            ca_pem = tls_cert.read_bytes()
+        else:
+            client_ca = generated.ca_pem
+            tls_files = serving.TLSFiles(generated.cert_path, generated.key_path, generated.ca_path)
+            ca_pem = generated.ca_pem
+        if token_file is None:
+            token = tls.ensure_admin_token(data_dir)
+            token_file = data_dir / "tokens.csv"
+            tls.write_kubeconfig(kubeconfig, server_url=url, ca_pem=ca_pem, token=token)
+        elif client_ca is not None:
+            # Someone else's token file: the kubeconfig gets an admin client certificate.
+            cert, key = tls.issue_client_cert(data_dir, tls.ADMIN_USER, [tls.ADMIN_GROUP])
+            tls.write_kubeconfig(
+                kubeconfig,
+                server_url=url,
+                ca_pem=ca_pem,
+                token=None,
+                client_cert_pem=cert,
+                client_key_pem=key,
+            )
+        else:
+            kubeconfig = Path()
+    try:
+        security = security_from_files(
+            token_file=token_file,
+            rbac_file=rbac_file,
+            allow_anonymous=allow_anonymous,
+            client_ca=client_ca,
+        )
+    except (OSError, auth.AuthFileError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    app = create_app(engine, security=security, max_body=max_request_body)
+    serving.configure_logging()
+    hint = (
+        f"kubectl --kubeconfig {kubeconfig} get packagerevisions"
+        if kubeconfig != Path()
+        else "kubectl get packagerevisions with a kubeconfig holding a token from --token-file"
+    )
+    click.echo(f"porch serving on {url} - try: {hint}", nl=True)
+    sys.stdout.flush()
+    serving.run(app, sock, engine=engine, tls=tls_files, watch_history=watch_history)
+    engine.store.close()
