@@ -372,7 +372,8 @@ class Authorizer:
         )
 
 
-_AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic)(\s+)([^\s\"',;]+)")
+# A Basic value is base64 only, so punctuation after it ("…dXNlcjpwYXNz).") is not taken in.
+_AUTH_VALUE = re.compile(r"(?i)\b(?:(bearer)(\s+)([^\s\"',;]+)|(basic)(\s+)([A-Za-z0-9+/]+=*))")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 _SECRET_PAIR = re.compile(  # key=value and "key": "value" where the key names a secret
     r"(?i)((?:[a-z_-]*token|password|passwd|client-key-data)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;}]+"
@@ -380,7 +381,8 @@ _SECRET_PAIR = re.compile(  # key=value and "key": "value" where the key names a
 
 
 def _auth_value(match: re.Match[str]) -> str:
-    scheme, space, value = match.groups()
+    groups = match.groups()
+    scheme, space, value = groups[:3] if groups[0] else groups[3:]
     # "Basic" is also an English word: redact only what decodes to user:password.
     if scheme.lower() == "basic":
         try:
