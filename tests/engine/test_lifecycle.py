@@ -71,6 +71,11 @@ def test_workspace_unique_and_package_exists(harness: Harness) -> None:
         harness.create("app", "ws2")
     with pytest.raises(Invalid, match="packages cannot be nested"):
         harness.create("app/sub", "ws1")
+    harness.create("net/vpc", "ws1")
+    with pytest.raises(Invalid, match='conflicts with existing package "net/vpc"'):
+        harness.create("net", "ws1")
+    harness.create("net0", "ws1")  # a sibling that merely sorts next to "net/" is fine
+    harness.create("net-a", "ws1")
 
 
 def test_nested_package_path_name(harness: Harness) -> None:

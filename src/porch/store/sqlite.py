@@ -241,19 +241,25 @@ class SqliteStore:
         return [_row(r) for r in self._conn().execute(sql, args)]
 
     def nested_package(self, namespace: str, repository: str, package: str) -> str | None:
+        conn = self._conn()
         parts = package.split("/")
         ancestors = ["/".join(parts[:i]) for i in range(1, len(parts))]
-        marks = ",".join("?" * len(ancestors)) or "NULL"
-        # "0" sorts right after "/", so the range holds exactly the paths below the package.
-        r = (
-            self._conn()
-            .execute(
-                "SELECT package FROM revisions WHERE namespace = ? AND repository = ? AND"
-                f" (package IN ({marks}) OR (package > ? AND package < ?)) LIMIT 1",
-                (namespace, repository, *ancestors, package + "/", package + "0"),
-            )
-            .fetchone()
-        )
+        if ancestors:
+            marks = ",".join("?" * len(ancestors))
+            r = conn.execute(
+                "SELECT package FROM revisions WHERE namespace = ? AND repository = ?"
+                f" AND package IN ({marks}) LIMIT 1",
+                (namespace, repository, *ancestors),
+            ).fetchone()
+            if r:
+                return str(r[0])
+        # "0" sorts right after "/", so the range holds exactly the paths below the package;
+        # kept as its own query so SQLite walks the index instead of the table.
+        r = conn.execute(
+            "SELECT package FROM revisions WHERE namespace = ? AND repository = ?"
+            " AND package > ? AND package < ? LIMIT 1",
+            (namespace, repository, package + "/", package + "0"),
+        ).fetchone()
         return str(r[0]) if r else None
 
     def mentioning(self, namespace: str, name: str) -> list[RevisionRow]:
