@@ -16,6 +16,7 @@ The last line of output is one JSON object:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import sys
@@ -116,7 +117,7 @@ def timed(samples: dict[str, list[float]], op: str) -> Iterator[None]:
     samples[op].append((time.perf_counter() - start) * 1000)
 
 
-def run_engine(work: Path, iterations: int) -> dict[str, list[float]]:
+def open_engine(work: Path) -> Engine:
     engine = Engine(store=SqliteStore(work / "store.db"), opener=opener_for(work / "repo.git"))
     engine.register_repository(
         Repository(
@@ -124,8 +125,13 @@ def run_engine(work: Path, iterations: int) -> dict[str, list[float]]:
             spec=RepositorySpec(type="git", git=GitRepositorySpec(repo=str(work / "repo.git"))),
         )
     )
-    samples: dict[str, list[float]] = {op: [] for op in OPS}
-    for i in range(iterations):
+    return engine
+
+
+def engine_iterations(
+    engine: Engine, samples: dict[str, list[float]], first: int, count: int
+) -> None:
+    for i in range(first, first + count):
         spec = PackageRevisionSpec(
             package_name=f"bench-{i}", repository="bench", workspace_name="ws1"
         )
@@ -146,16 +152,14 @@ def run_engine(work: Path, iterations: int) -> dict[str, list[float]]:
         engine.update(cur)
         with timed(samples, "delete"):
             engine.delete(NS, pr.metadata.name)
-    engine.store.close()
-    return samples
 
 
-def run_plumbing(path: Path, iterations: int) -> dict[str, list[float]]:
+def plumbing_iterations(
+    repo: pygit2.Repository, samples: dict[str, list[float]], first: int, count: int
+) -> None:
     """The same commits and ref moves with raw pygit2, nothing else."""
-    repo = pygit2.Repository(str(path))
     refs = repo.references
-    samples: dict[str, list[float]] = {op: [] for op in OPS}
-    for i in range(iterations):
+    for i in range(first, first + count):
         name = f"bench-{i}"
         files = init_package(name, f"{name} description", [], "")
         draft_ref, proposed_ref = f"refs/heads/drafts/{name}/ws1", f"refs/heads/proposed/{name}/ws1"
@@ -189,7 +193,29 @@ def run_plumbing(path: Path, iterations: int) -> dict[str, list[float]]:
         with timed(samples, "delete"):
             refs.delete(f"refs/tags/{name}/v1")
             refs.delete(f"refs/heads/deletionProposed/{name}/v1")
-    return samples
+
+
+def run(work: Path, iterations: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Engine and plumbing take turns, a few iterations each, so that whatever else the
+    machine does at the time weighs on both alike."""
+    engine = open_engine(work)
+    repo = pygit2.Repository(str(work / "plumbing.git"))
+    engine_samples: dict[str, list[float]] = {op: [] for op in OPS}
+    plumbing_samples: dict[str, list[float]] = {op: [] for op in OPS}
+    for first in range(0, iterations, 5):
+        count = min(5, iterations - first)
+        # A cyclic-GC pass can take milliseconds and lands on whichever side happens to be
+        # running; collect between chunks, untimed, so neither side pays for the other.
+        gc.collect()
+        gc.disable()
+        try:
+            engine_iterations(engine, engine_samples, first, count)
+            gc.collect()
+            plumbing_iterations(repo, plumbing_samples, first, count)
+        finally:
+            gc.enable()
+    engine.store.close()
+    return engine_samples, plumbing_samples
 
 
 def p(values: list[float], q: float) -> float:
@@ -223,8 +249,7 @@ def main() -> None:
             shutil.copytree(work / "seed.git", work / "repo.git")
             shutil.copytree(work / "seed.git", work / "plumbing.git")
             t1 = time.perf_counter()
-            engine_samples = run_engine(work, args.iterations)
-            plumbing_samples = run_plumbing(work / "plumbing.git", args.iterations)
+            engine_samples, plumbing_samples = run(work, args.iterations)
             results[size] = (engine_samples, plumbing_samples)
             print(f"\n== {size} published revisions (seeded in {t1 - t0:.1f}s) ==")
             print(f"{'operation':<20}{'p50 ms':>10}{'p95 ms':>10}{'plumbing p50':>14}{'ratio':>8}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +65,7 @@ from porch.tasks import edit_task, init_task
 
 Fault = Callable[[str], None]
 RESOURCE = "packagerevisions.porch.kpt.dev"
+FILES_CACHE_SIZE = 512
 
 
 def _no_fault(point: str) -> None:
@@ -98,6 +100,10 @@ class Engine:
         self._commit_lock = threading.Lock()
         self.hub = WatchHub()
         self.objects = ObjectService(self)
+        # Package files by (repository URL, package, commit): commits never change, so this is
+        # always right, and it spares the git reads of the usual get → edit → update cycle.
+        self._files: OrderedDict[tuple[str, str, str], dict[str, str]] = OrderedDict()
+        self._files_lock = threading.Lock()
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -180,6 +186,25 @@ class Engine:
         if user:
             return Author(user, user)
         return PORCH_AUTHOR
+
+    def _read_files(self, adapter: PackageRepository, info: RevisionInfo) -> dict[str, str]:
+        key = (adapter.url, info.package, info.commit)
+        with self._files_lock:
+            cached = self._files.get(key)
+            if cached is not None:
+                self._files.move_to_end(key)
+                return dict(cached)
+        files = adapter.read_files(info)
+        self._remember_files(adapter, info, files)
+        return dict(files)
+
+    def _remember_files(
+        self, adapter: PackageRepository, info: RevisionInfo, files: Mapping[str, str]
+    ) -> None:
+        with self._files_lock:
+            self._files[(adapter.url, info.package, info.commit)] = dict(files)
+            while len(self._files) > FILES_CACHE_SIZE:
+                self._files.popitem(last=False)
 
     def _object(self, row: RevisionRow, repo: Repository) -> PackageRevision:
         return convert.to_package_revision(row, latest=self._is_latest(row, None), repo=repo)
@@ -332,7 +357,7 @@ class Engine:
     def get_resources(self, namespace: str, name: str) -> PackageRevisionResources:
         row = self._row(namespace, name)
         repo = self.repositories.get(namespace, row.repository)
-        files = self.repositories.adapter(repo).read_files(convert.info_from_row(row))
+        files = self._read_files(self.repositories.adapter(repo), convert.info_from_row(row))
         return convert.to_resources(row, files, repo=repo, latest=self._is_latest(row, None))
 
     def list_resources(
@@ -450,6 +475,7 @@ class Engine:
             base=None,
         )
         assert change.info is not None
+        self._remember_files(adapter, change.info, files)
         row = convert.row_from_info(ns, spec.repository, change.info, summary)
         row.meta = convert.metadata_of(pr.metadata, creation=self._clock())
         self._commit(
@@ -480,7 +506,8 @@ class Engine:
                 )
             if not Lifecycle(source.lifecycle).published_like:
                 raise Invalid("source revision must be published")
-            files = self.repositories.adapter(repo).read_files(convert.info_from_row(source))
+            adapter = self.repositories.adapter(repo)
+            files = self._read_files(adapter, convert.info_from_row(source))
             return edit_task(files)
         raise Invalid(f'task of type "{task.type}" is not supported by this server yet')
 
@@ -527,7 +554,6 @@ class Engine:
     ) -> PackageRevision:
         """PUT of the object (``MAIN``) or of its ``approval`` subresource."""
         ns, name = pr.metadata.namespace, pr.metadata.name
-        row = self._row(ns, name)
         with self._object_lock(ns, name):
             row = self._row(ns, name)
             repo = self.repositories.get(ns, row.repository)
@@ -580,7 +606,7 @@ class Engine:
         user: str | None,
     ) -> PackageRevision:
         info = convert.info_from_row(row)
-        files = adapter.read_files(info)
+        files = self._read_files(adapter, info)
         text = files["Kptfile"]
         spec, known = pr.spec, row.kptfile
         # Each Kptfile edit is a round-trip parse; skip the ones that would change nothing.
@@ -636,6 +662,7 @@ class Engine:
             base=info,
         )
         assert change.info is not None
+        self._remember_files(adapter, change.info, outcome.files)
         new_row = convert.row_from_info(
             row.namespace, row.repository, change.info, convert.kptfile_summary(outcome.files)
         )
@@ -713,7 +740,6 @@ class Engine:
     ) -> PackageRevisionResources:
         """Replace the whole file set of a Draft and re-render it (spec §3.3)."""
         ns, name = prr.metadata.namespace, prr.metadata.name
-        self._row(ns, name)
         with self._object_lock(ns, name):
             row = self._row(ns, name)
             repo = self.repositories.get(ns, row.repository)
@@ -727,7 +753,7 @@ class Engine:
             check_package_files(submitted)
             adapter = self.repositories.adapter(repo)
             info = convert.info_from_row(row)
-            old_files = adapter.read_files(info)
+            old_files = self._read_files(adapter, info)
             files = heal_comments(old_files, submitted)
             if "Kptfile" not in files:
                 raise Invalid("package must contain Kptfile at root")
@@ -749,6 +775,7 @@ class Engine:
                 base=info,
             )
             assert change.info is not None
+            self._remember_files(adapter, change.info, outcome.files)
             new_row = convert.row_from_info(
                 ns, row.repository, change.info, convert.kptfile_summary(outcome.files)
             )
