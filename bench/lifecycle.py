@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -204,13 +205,16 @@ def run(work: Path, iterations: int) -> tuple[dict[str, list[float]], dict[str, 
     plumbing_samples: dict[str, list[float]] = {op: [] for op in OPS}
     for first in range(0, iterations, 5):
         count = min(5, iterations - first)
-        # A cyclic-GC pass can take milliseconds and lands on whichever side happens to be
-        # running; collect between chunks, untimed, so neither side pays for the other.
+        # A cyclic-GC pass can take milliseconds, and the kernel throttles a writer once
+        # enough dirty pages pile up; either lands on whichever side happens to be running.
+        # Collect and flush between chunks, untimed, so neither side pays for the other.
         gc.collect()
         gc.disable()
         try:
+            os.sync()
             engine_iterations(engine, engine_samples, first, count)
             gc.collect()
+            os.sync()
             plumbing_iterations(repo, plumbing_samples, first, count)
         finally:
             gc.enable()

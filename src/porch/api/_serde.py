@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from functools import cache
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
@@ -22,14 +21,20 @@ def camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-@cache
+_FIELDS: dict[type, tuple[tuple[str, str, Any, bool], ...]] = {}
+
+
 def _fields(cls: type) -> tuple[tuple[str, str, Any, bool], ...]:
+    known = _FIELDS.get(cls)
+    if known is not None:
+        return known
     hints = get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         json_name = f.metadata.get("json", camel(f.name))
         out.append((f.name, json_name, hints[f.name], bool(f.metadata.get("keep", False))))
-    return tuple(out)
+    _FIELDS[cls] = tuple(out)
+    return _FIELDS[cls]
 
 
 def _empty(value: Any) -> bool:
@@ -37,22 +42,35 @@ def _empty(value: Any) -> bool:
         value is None
         or value == ""
         or value is False
-        or value == 0
-        and not isinstance(value, bool)
+        or (value == 0 and not isinstance(value, bool))
         or (isinstance(value, list | dict | tuple) and not value)
     )
 
 
+_DATACLASS_FIELDS: dict[type, tuple[tuple[str, str, Any, bool], ...] | None] = {}
+
+
 def to_dict(obj: Any) -> Any:
     """Convert a dataclass tree to plain JSON-shaped data."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    kind = type(obj)
+    if kind is str or kind is int or kind is bool or obj is None:
+        return obj
+    fields = _DATACLASS_FIELDS.get(kind, ())
+    if fields == ():
+        fields = _fields(kind) if dataclasses.is_dataclass(obj) else None
+        _DATACLASS_FIELDS[kind] = fields
+    if fields is not None:
         out: dict[str, Any] = {}
-        for name, json_name, _hint, keep in _fields(type(obj)):
+        for name, json_name, _hint, keep in fields:
             value = getattr(obj, name)
             if not keep and _empty(value):
                 continue
             out[json_name] = to_dict(value)
         return out
+    if kind is list or kind is tuple:
+        return [to_dict(v) for v in obj]
+    if kind is dict:
+        return {k: to_dict(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from porch.errors import BadRequest, Invalid
 
@@ -70,6 +71,7 @@ def parse_name(name: str) -> ParsedName:
     return ParsedName(repo, pkg, workspace)
 
 
+@lru_cache(maxsize=65536)
 def revision_uid(namespace: str, name: str) -> str:
     key = f"packagerevision:porch.kpt.dev/v1alpha1/{namespace}/{name}".lower()
     return str(uuid.uuid5(UID_NAMESPACE, key))

@@ -104,6 +104,7 @@ class Engine:
         # always right, and it spares the git reads of the usual get → edit → update cycle.
         self._files: OrderedDict[tuple[str, str, str], dict[str, str]] = OrderedDict()
         self._files_lock = threading.Lock()
+        self._built = threading.local()
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -119,6 +120,7 @@ class Engine:
         If anything fails before the commit, every repository change in ``undo`` is rolled back
         (newest first) and the error propagates.
         """
+        self._built.value = None
         try:
             if point:
                 self._fault(point)
@@ -129,6 +131,7 @@ class Engine:
                 for event in events:
                     self.hub.publish(WatchEvent(event.type, event.body, event.resource_version))
         except BaseException:
+            self._built.value = None  # its resourceVersion was rolled back with the rest
             for change in reversed(list(undo)):
                 change.undo()
             raise
@@ -142,7 +145,11 @@ class Engine:
         else:
             txn.put_revision(row)
         latest = self._is_latest(row, txn_rows=None)
-        body = convert.to_package_revision(row, latest=latest, repo=repo).to_dict()
+        built = convert.to_package_revision(row, latest=latest, repo=repo)
+        body = built.to_dict()
+        if event_type != "DELETED":
+            # The caller usually returns this very object next (see _object): keep it.
+            self._built.value = (row.namespace, row.name, row.resource_version, built)
         event = Event(
             row.resource_version, event_type, "PackageRevision", row.namespace, row.name, body
         )
@@ -207,6 +214,12 @@ class Engine:
                 self._files.popitem(last=False)
 
     def _object(self, row: RevisionRow, repo: Repository) -> PackageRevision:
+        kept = getattr(self._built, "value", None)
+        if kept is not None:
+            self._built.value = None
+            if kept[:3] == (row.namespace, row.name, row.resource_version):
+                built: PackageRevision = kept[3]
+                return built
         return convert.to_package_revision(row, latest=self._is_latest(row, None), repo=repo)
 
     # --- repositories -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from porch.errors import Invalid
 from porch.krm.comments import copy_comments
-from porch.krm.plain import load_plain_all
+from porch.krm.plain import load_plain_all, load_plain_fast
 from porch.krm.yaml import Document, Documents, dump_documents, parse_documents, to_plain_value
 
 __all__ = [
@@ -128,6 +128,15 @@ def heal_comments(old_files: Mapping[str, str], new_files: Mapping[str, str]) ->
             if _holds_objects(text, path):
                 healed[path] = text
             continue
+        fast = load_plain_fast(text)
+        if fast is not None and all(isinstance(d, Mapping) for d in fast):
+            # Nothing in the old package to take comments from: the file stays as written
+            # (a re-serialisation would give back the same bytes), or goes when empty.
+            if not fast:
+                continue
+            if not any(originals.has(ObjectId.of(d)) for d in fast):
+                healed[path] = text
+                continue
         try:
             docs = parse_documents(text, filename=path)
         except Invalid as exc:
@@ -187,6 +196,9 @@ class _Originals:
                             paths.append(path)
             self._where = where
         return self._where
+
+    def has(self, oid: ObjectId) -> bool:
+        return oid in self._index()
 
     def get(self, oid: ObjectId) -> list[tuple[Document, str]]:
         out = []
