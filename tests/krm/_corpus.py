@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CONFORMANCE = Path("/work/shared/conformance")
+CONFORMANCE = Path(__file__).resolve().parents[3] / "shared" / "conformance"
 CORPORA = ("nephio-catalog", "kpt-fn-render")
 
 

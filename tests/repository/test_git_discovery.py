@@ -16,7 +16,9 @@ from porch.repository.git import GitRepository, trailers
 from porch.repository.types import RevisionInfo
 from porch.testing.git_repos import JANE, KPTFILE, cli_commit, git, key, new_draft, publish
 
-BUNDLE = Path("/work/shared/conformance/porch-fixtures/test-blueprints.bundle")
+BUNDLE = (
+    Path(__file__).resolve().parents[3] / "shared/conformance/porch-fixtures/test-blueprints.bundle"
+)
 
 
 def summary(infos: list[RevisionInfo]) -> set[tuple[str, str, int, Lifecycle, str]]:
