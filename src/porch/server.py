@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from porch.api.types import (
     Task,
 )
 from porch.engine import Engine
+from porch.engine.sealing import Sealer
+from porch.errors import Invalid
 from porch.repository.types import PackageRepository
 from porch.store import SqliteStore
 
@@ -42,9 +45,27 @@ DEMO_PACKAGES = (
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
+    store: str = ""  # "" = SQLite under the data dir; a path or sqlite:///path otherwise
+    encryption_key_file: Path | None = None
 
 
-def make_opener(data_dir: Path) -> object:
+def store_path(settings: Settings) -> Path:
+    """Where the SQLite store lives; other stores are refused with a clear message."""
+    value = settings.store
+    if not value:
+        return settings.data_dir / "store.db"
+    if value.startswith("sqlite://"):
+        return Path(value[len("sqlite://") :])
+    if "://" in value:
+        scheme = value.split("://", 1)[0]
+        raise Invalid(
+            f'--store: "{scheme}" stores are not supported by this build; use a SQLite file'
+            " path (PostgreSQL arrives with the scale-out work)"
+        )
+    return Path(value)
+
+
+def make_opener(data_dir: Path) -> Callable[[Repository], PackageRepository]:
     mirrors = data_dir / "git"
 
     def opener(repo: Repository) -> PackageRepository:
@@ -64,8 +85,15 @@ def make_opener(data_dir: Path) -> object:
 
 def build_engine(settings: Settings) -> Engine:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(settings.data_dir / "store.db")
-    engine = Engine(store=store, opener=make_opener(settings.data_dir))  # type: ignore[arg-type]
+    path = store_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sealer = None
+    if settings.encryption_key_file is not None:
+        try:
+            sealer = Sealer.from_file(settings.encryption_key_file)
+        except OSError as exc:
+            raise Invalid(f"--encryption-key-file: {exc.strerror}: {exc.filename}") from None
+    engine = Engine(store=SqliteStore(path), opener=make_opener(settings.data_dir), sealer=sealer)
     engine.start()
     return engine
 

@@ -57,6 +57,16 @@ MIB = 1024 * 1024
     show_default=True,
     help="Events kept for watch resume; older resourceVersions get 410 Expired.",
 )
+@click.option(
+    "--store",
+    default="",
+    help="Store location: a SQLite file path or sqlite:///path [default: DATA_DIR/store.db].",
+)
+@click.option(
+    "--encryption-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Fernet key file; Secret data is then encrypted at rest (see docs/auth.md).",
+)
 def serve(
     data_dir: Path,
     listen: str,
@@ -68,6 +78,8 @@ def serve(
     allow_anonymous: bool,
     max_request_body: int,
     watch_history: int,
+    store: str,
+    encryption_key_file: Path | None,
 ) -> None:
     """Serve the Porch API for kubectl and Kubernetes clients."""
     if insecure_http and not allow_anonymous:
@@ -83,7 +95,9 @@ def serve(
 
     data_dir = data_dir.resolve()
     try:
-        engine = build_engine(Settings(data_dir=data_dir))
+        engine = build_engine(
+            Settings(data_dir=data_dir, store=store, encryption_key_file=encryption_key_file)
+        )
         ensure_demo(engine, data_dir)
     except PorchError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -40,6 +40,7 @@ from porch.engine.rules import (
     choose_task,
     task_json,
 )
+from porch.engine.sealing import Sealer
 from porch.engine.selectors import RevisionFilter, parse_package_filter, parse_revision_filter
 from porch.engine.watch import Watcher, WatchEvent, WatchHub
 from porch.errors import (
@@ -88,8 +89,10 @@ class Engine:
         fault: Fault = _no_fault,
         clock: Callable[[], str] = _now,
         event_window: int = 100_000,
+        sealer: Sealer | None = None,
     ) -> None:
         self.store = store
+        self.sealer = sealer  # encrypts Secret data at rest when set
         self.repositories = RepositoryRegistry(store, opener)
         self.renderer = renderer or NoFunctionRuntime(convert.has_pipeline)
         self._fault = fault
@@ -943,8 +946,11 @@ class Engine:
             if not batch:
                 return
             for event in batch:
-                if predicate(event.body):
-                    watcher.push_initial(WatchEvent(event.type, event.body, event.resource_version))
+                body = event.body
+                if event.kind == "Secret" and self.sealer is not None:
+                    body = self.sealer.open(body)
+                if predicate(body):
+                    watcher.push_initial(WatchEvent(event.type, body, event.resource_version))
             since = batch[-1].resource_version
 
     def compact_events(self) -> None:

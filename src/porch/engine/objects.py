@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from porch.api.names import object_uid
 from porch.api.types import Repository
+from porch.engine.sealing import SEALED
 from porch.engine.selectors import LabelSelector, parse_object_filter
 from porch.engine.watch import Watcher, WatchEvent
 from porch.errors import (
     AlreadyExists,
     BadRequest,
+    InternalError,
     Invalid,
     NotFound,
     PorchError,
@@ -94,8 +96,15 @@ class ObjectService:
             raise self._not_found(k, name)
         return self._shape(k, row)
 
-    def _shape(self, k: Kind, row: ObjectRow) -> dict[str, Any]:
+    def _shape(self, k: Kind, row: ObjectRow, *, unseal: bool = True) -> dict[str, Any]:
         body = copy.deepcopy(row.body)
+        if k.kind == "Secret" and unseal:
+            if self._engine.sealer is not None:
+                body = self._engine.sealer.open(body)
+            elif SEALED in body:
+                raise InternalError(
+                    "stored secret is encrypted but the server has no encryption key"
+                )
         body["apiVersion"], body["kind"] = k.api_version, k.kind
         body.setdefault("metadata", {})["resourceVersion"] = str(row.resource_version)
         return body
@@ -131,18 +140,21 @@ class ObjectService:
         stored = {key: v for key, v in body.items() if key not in ("apiVersion", "kind")}
         stored["metadata"] = {key: v for key, v in meta.items() if key != "resourceVersion"}
         result: dict[str, Any] = {}
+        sealer = self._engine.sealer
+        at_rest = sealer.seal(stored) if k.kind == "Secret" and sealer is not None else stored
 
         def work(txn: Transaction) -> list[Event]:
             rv = txn.next_resource_version()
             if event == "DELETED":
                 txn.delete_object(k.kind, ns, name)
             else:
-                txn.put_object(ObjectRow(k.kind, ns, name, stored, rv))
-            shaped = self._shape(k, ObjectRow(k.kind, ns, name, stored, rv))
+                txn.put_object(ObjectRow(k.kind, ns, name, at_rest, rv))
+            row = ObjectRow(k.kind, ns, name, at_rest, rv)
+            shaped = self._shape(k, row)
             result.update(shaped)
-            ev = Event(rv, event, k.kind, ns, name, shaped)
-            txn.add_event(ev)
-            return [ev]
+            # The log keeps what the store keeps (sealed); live watchers get the object.
+            txn.add_event(Event(rv, event, k.kind, ns, name, self._shape(k, row, unseal=False)))
+            return [Event(rv, event, k.kind, ns, name, shaped)]
 
         try:
             self._engine._commit(work)
