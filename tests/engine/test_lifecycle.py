@@ -282,7 +282,7 @@ def test_not_found_and_bad_names(harness: Harness) -> None:
     harness.register()
     with pytest.raises(NotFound, match='packagerevisions.porch.kpt.dev "blue.x.y" not found'):
         harness.engine.get(NS, "blue.x.y")
-    with pytest.raises(BadRequest):
+    with pytest.raises(NotFound, match='"nodots" not found'):
         harness.engine.get(NS, "nodots")
     with pytest.raises(BadRequest, match="namespace must be specified"):
         harness.engine.get("", "blue.x.y")

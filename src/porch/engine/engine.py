@@ -17,7 +17,7 @@ from typing import Any
 
 from porch.api.lifecycle import Endpoint, check_create_lifecycle, check_transition
 from porch.api.lifecycle import parse_lifecycle as _parse_lifecycle
-from porch.api.names import compose_name, parse_name, validate_package_revision_names
+from porch.api.names import compose_name, validate_package_revision_names
 from porch.api.types import (
     LATEST_REVISION_LABEL,
     PUSH_ON_RENDER_FAILURE,
@@ -182,7 +182,8 @@ class Engine:
             raise BadRequest("namespace must be specified")
         row = self.store.get_revision(namespace, name)
         if row is None:
-            parse_name(name)  # a malformed name is a 400, not a 404
+            # A name that cannot even be parsed names nothing either: 404, as kube-apiserver
+            # answers for any absent name (and server-side apply can then create the object).
             raise NotFound(f'{RESOURCE} "{name}" not found')
         return row
 
