@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from porch.api._serde import from_dict, to_dict
@@ -39,6 +41,12 @@ def kptfile_summary(files: Mapping[str, str]) -> dict[str, Any]:
     text = files.get("Kptfile")
     if text is None:
         raise Invalid("package must contain Kptfile at root")
+    # Revisions of a package mostly share one Kptfile text: parse each text once.
+    return copy.deepcopy(_summary_of(text))
+
+
+@lru_cache(maxsize=4096)
+def _summary_of(text: str) -> dict[str, Any]:
     kf = read_kptfile(text)
     out: dict[str, Any] = {
         "labels": dict(kf.metadata.labels),

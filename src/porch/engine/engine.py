@@ -140,14 +140,21 @@ class Engine:
             raise
 
     def _stamp(
-        self, txn: Transaction, row: RevisionRow, event_type: str, repo: Repository
+        self,
+        txn: Transaction,
+        row: RevisionRow,
+        event_type: str,
+        repo: Repository,
+        *,
+        latest: bool | None = None,
     ) -> Event:
         row.resource_version = txn.next_resource_version()
         if event_type == "DELETED":
             txn.delete_revision(row.namespace, row.name)
         else:
             txn.put_revision(row)
-        latest = self._is_latest(row, txn_rows=None)
+        if latest is None:
+            latest = self._is_latest(row, txn_rows=None)
         built = convert.to_package_revision(row, latest=latest, repo=repo)
         body = built.to_dict()
         if event_type != "DELETED":
@@ -279,7 +286,21 @@ class Engine:
         gone = [row for key, row in rows.items() if key not in found]
         if not (added or changed or gone):
             return notes
+        before = _latest_by_package(
+            (r.package, r.revision, Lifecycle(r.lifecycle)) for r in rows.values()
+        )
+        after = _latest_by_package((i.package, i.revision, i.lifecycle) for i in found.values())
         prepared: list[tuple[RevisionRow, str]] = []
+        touched = {info.package for info in added} | {row.package for row, _info in changed}
+        touched |= {row.package for row in gone}
+        changed_names = {row.name for row, _info in changed}
+        # Rows that did not change themselves but gain or lose the computed latest label.
+        for key, row in rows.items():
+            if key in found and key not in changed_names and row.package in touched:
+                was = before.get(row.package) == row.revision > 0
+                now = after.get(row.package) == row.revision > 0
+                if was != now:
+                    prepared.append((_copy(row), "MODIFIED"))
         for info in added:
             summary = convert.kptfile_summary(adapter.read_files(info))
             new = convert.row_from_info(namespace, name, info, summary)
@@ -296,8 +317,10 @@ class Engine:
             prepared.append((new, "MODIFIED"))
 
         def work(txn: Transaction) -> list[Event]:
-            events = [self._stamp(txn, row, "DELETED", repo) for row in gone]
-            events += [self._stamp(txn, row, kind, repo) for row, kind in prepared]
+            events = [self._stamp(txn, row, "DELETED", repo, latest=False) for row in gone]
+            for row, kind in prepared:
+                latest = row.revision > 0 and after.get(row.package) == row.revision
+                events.append(self._stamp(txn, row, kind, repo, latest=latest))
             return events
 
         self._commit(work)
@@ -956,6 +979,15 @@ class Engine:
 
     def compact_events(self) -> None:
         self.store.compact(keep=self._event_window)
+
+
+def _latest_by_package(revisions: Iterable[tuple[str, int, Lifecycle]]) -> dict[str, int]:
+    """Highest published revision number per package path (the one labelled latest)."""
+    best: dict[str, int] = {}
+    for package, revision, lifecycle in revisions:
+        if revision > 0 and lifecycle.published_like and revision > best.get(package, 0):
+            best[package] = revision
+    return best
 
 
 def _copy(row: RevisionRow) -> RevisionRow:
