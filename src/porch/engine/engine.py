@@ -62,7 +62,7 @@ from porch.krm.resources import heal_comments
 from porch.repository.paths import check_package_files
 from porch.repository.types import PORCH_AUTHOR, Author, Change, PackageRepository, RevisionInfo
 from porch.store.types import Event, RevisionRow, Store, Transaction
-from porch.tasks import edit_task, init_task
+from porch.tasks import UpstreamLock, clone_task, edit_task, init_task
 
 Fault = Callable[[str], None]
 RESOURCE = "packagerevisions.porch.kpt.dev"
@@ -549,7 +549,48 @@ class Engine:
             adapter = self.repositories.adapter(repo)
             files = self._read_files(adapter, convert.info_from_row(source))
             return edit_task(files)
+        if task.type == "clone":
+            return self._clone(task, pr, repo)
         raise Invalid(f'task of type "{task.type}" is not supported by this server yet')
+
+    def _clone(self, task: Task, pr: PackageRevision, repo: Repository) -> dict[str, str]:
+        up = task.clone.upstream_ref if task.clone else None
+        if up is not None and up.upstream_ref is not None and up.upstream_ref.name:
+            return self._clone_registered(up.upstream_ref.name, pr, repo)
+        if up is not None and up.git is not None and up.git.repo:
+            raise Invalid("clone from a git URL is not supported by this server yet")
+        if up is not None and up.oci is not None and up.oci.image:
+            raise Invalid("clone from OCI is not implemented")
+        raise Invalid("invalid clone source (neither of git, oci, nor upstream were specified)")
+
+    def _clone_registered(
+        self, source_name: str, pr: PackageRevision, repo: Repository
+    ) -> dict[str, str]:
+        ns = pr.metadata.namespace
+        source = self.store.get_revision(ns, source_name)
+        if source is None:
+            raise NotFound(f'cannot find package revision "{source_name}"')
+        if source.revision == -1:
+            raise Invalid(
+                "upstream revision may not be the placeholder package revision"
+                f" {source.repository}/{source.name}"
+            )
+        source_repo = self.repositories.get(ns, source.repository)
+        files = self._read_files(
+            self.repositories.adapter(source_repo), convert.info_from_row(source)
+        )
+        lock = UpstreamLock(
+            repo=source_repo.spec.git.repo if source_repo.spec.git else "",
+            directory=source.package,
+            ref=source.ref,
+            commit=source.commit,
+        )
+        return clone_task(
+            files,
+            package_path=pr.spec.package_name,
+            upstream=lock,
+            deployment=repo.spec.deployment,
+        )
 
     @staticmethod
     def _sync_kptfile_on_create(files: dict[str, str], pr: PackageRevision) -> dict[str, str]:

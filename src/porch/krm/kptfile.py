@@ -24,6 +24,9 @@ __all__ = [
     "PACKAGE_CONTEXT",
     "init_package",
     "kptfile_set_metadata",
+    "kptfile_set_upstream",
+    "package_context",
+    "drop_package_context",
     "kptfile_sync_conditions",
     "kptfile_sync_readiness_gates",
     "read_kptfile",
@@ -100,6 +103,39 @@ def kptfile_set_metadata(
         else:
             _insert(meta, field, _new_map(target), _META_ORDER)
     return dump_documents(docs) if changed else text
+
+
+def kptfile_set_upstream(
+    text: str,
+    *,
+    name: str,
+    upstream: Mapping[str, str],
+    lock: Mapping[str, str],
+) -> str:
+    """Point a cloned package at its upstream, as ``kpt pkg get`` records it: ``metadata.name``,
+    ``upstream`` (``type: git`` + repo/directory/ref, ``updateStrategy`` kept when present)
+    and ``upstreamLock`` (the same plus ``commit``). Other fields and comments stay."""
+    docs = parse_documents(text, filename=KPTFILE)
+    obj = _kptfile_object(docs.objects())
+    meta = _child_map(obj, "metadata", _TOP_ORDER)
+    if meta.get("name") != name:
+        if "name" in meta:
+            meta["name"] = go_scalar(name)
+        else:
+            _insert(meta, "name", go_scalar(name), _META_ORDER)
+    for field, git in (("upstream", upstream), ("upstreamLock", lock)):
+        section = _child_map(obj, field, _TOP_ORDER)
+        if section.get("type") != "git":
+            if "type" in section:
+                section["type"] = "git"
+            else:
+                section.insert(0, "type", "git")
+        fields = _LOCK_FIELDS if field == "upstreamLock" else _LOCK_FIELDS[:3]
+        section["git"] = _new_map({k: git[k] for k in fields if git.get(k)})
+    return dump_documents(docs)
+
+
+_LOCK_FIELDS = ("repo", "directory", "ref", "commit")
 
 
 def kptfile_sync_readiness_gates(text: str, gates: Sequence[str]) -> str:
@@ -261,6 +297,44 @@ def _fast_init_kptfile(
         f"apiVersion: {KPTFILE_API_VERSION}\nkind: {KPTFILE}\nmetadata:\n  name: {name}\n"
         f'  annotations:\n    {LOCAL_CONFIG}: "true"\ninfo:\n  description: {description}\n'
     )
+
+
+def package_context(name: str, package_path: str = "") -> str:
+    """``package-context.yaml``: the ``kptfile.kpt.dev`` ConfigMap with the package's name
+    (and, in a deployment repository, its ``package-path``)."""
+    context = CommentedMap()
+    context["apiVersion"] = "v1"
+    context["kind"] = "ConfigMap"
+    context["metadata"] = _metadata("kptfile.kpt.dev")
+    data = CommentedMap(name=go_scalar(name))
+    if package_path:
+        data["package-path"] = go_scalar(package_path)
+    context["data"] = data
+    return dumps(context)
+
+
+def drop_package_context(files: Mapping[str, str]) -> dict[str, str]:
+    """The files without any ``kptfile.kpt.dev`` ConfigMap (a file left empty goes too)."""
+    out: dict[str, str] = {}
+    for path, text in files.items():
+        if not (path.endswith((".yaml", ".yml")) and "kptfile.kpt.dev" in text):
+            out[path] = text
+            continue
+        docs = parse_documents(text, filename=path)
+        doomed = [
+            node
+            for node in docs.objects()
+            if node.get("kind") == "ConfigMap"
+            and isinstance(node.get("metadata"), Mapping)
+            and node["metadata"].get("name") == "kptfile.kpt.dev"
+        ]
+        for node in doomed:
+            docs.remove(node)
+        if not doomed:
+            out[path] = text
+        elif docs.objects():
+            out[path] = dump_documents(docs)
+    return out
 
 
 @cache
