@@ -326,3 +326,27 @@ def test_referenced_upstream_cannot_be_deleted(harness: Harness) -> None:
         harness.engine.delete(NS, up.metadata.name)
     harness.engine.delete(NS, down.metadata.name)
     harness.engine.delete(NS, up.metadata.name)
+
+
+def test_stored_bodies_equal_built_objects(harness: Harness) -> None:
+    """Lists are served from the body stamped at each write: it must be the current object."""
+    harness.register()
+    first = harness.publish("app", "ws1")
+    edit = Task(
+        type="edit", edit=PackageEditTaskSpec(source_ref=PackageRevisionRef(first.metadata.name))
+    )
+    second = harness.create("app", "ws2", tasks=[edit])
+    harness.set_lifecycle(second, "Proposed")
+    harness.set_lifecycle(second, "Published", approval=True)  # ws1 loses "latest"
+    harness.create("db", "ws1")
+    harness.set_lifecycle(harness.engine.get(NS, "blue.app.ws2"), "DeletionProposed")
+    harness.engine.delete(NS, "blue.app.ws2")  # ws1 is latest again
+    built = [p.to_dict() for p in harness.engine.list(NS)[0]]
+    stored, _rv = harness.engine.list_bodies(NS)
+    assert stored == built
+    assert (
+        harness.engine.get_body(NS, "blue.app.ws1")
+        == harness.engine.get(NS, "blue.app.ws1").to_dict()
+    )
+    selected, _ = harness.engine.list_bodies(NS, label_selector="kpt.dev/latest-revision=true")
+    assert [b["metadata"]["name"] for b in selected] == ["blue.app.ws1"]

@@ -136,3 +136,16 @@ def test_object_validation(harness: Harness) -> None:
         )
     with pytest.raises(NotFound):
         objs.get("Nope", NS, "x")
+
+
+def test_deployment_flag_change_reaches_every_revision(harness: Harness) -> None:
+    repo = harness.register()
+    harness.publish("app", "ws1")
+    before, _ = harness.engine.list_bodies(NS)
+    assert all(not b["status"].get("deployment") for b in before)
+    body = harness.engine.objects.get("Repository", NS, repo.metadata.name)
+    body["spec"]["deployment"] = True
+    harness.engine.objects.update("Repository", body)
+    after, _ = harness.engine.list_bodies(NS)
+    assert [b["status"].get("deployment") for b in after] == [True] * len(before)
+    assert after == [p.to_dict() for p in harness.engine.list(NS)[0]]

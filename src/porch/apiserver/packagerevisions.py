@@ -32,15 +32,14 @@ class PackageRevisionBackend:
 
     def get(self, caller: Caller, namespace: str, name: str, subresource: str) -> Body:
         # GET of ``approval`` returns the whole object, as Porch's subresource storage does.
-        return self._engine.get(namespace, name).to_dict()
+        return self._engine.get_body(namespace, name)
 
     def list(
         self, caller: Caller, namespace: str | None, *, label_selector: str, field_selector: str
     ) -> tuple[list[Body], str]:
-        items, rv = self._engine.list(
+        return self._engine.list_bodies(
             namespace, field_selector=field_selector, label_selector=label_selector
         )
-        return [i.to_dict() for i in items], rv
 
     def create(self, caller: Caller, namespace: str, body: Body) -> Body:
         pr = to_model(PackageRevision, body)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from porch.api.lifecycle import Endpoint, check_create_lifecycle, check_transition
 from porch.api.lifecycle import parse_lifecycle as _parse_lifecycle
 from porch.api.names import compose_name, validate_package_revision_names
@@ -149,14 +151,14 @@ class Engine:
         latest: bool | None = None,
     ) -> Event:
         row.resource_version = txn.next_resource_version()
+        if latest is None:
+            latest = self._is_latest(row)
+        built = convert.to_package_revision(row, latest=latest, repo=repo)
+        body = built.to_dict()
         if event_type == "DELETED":
             txn.delete_revision(row.namespace, row.name)
         else:
-            txn.put_revision(row)
-        if latest is None:
-            latest = self._is_latest(row, txn_rows=None)
-        built = convert.to_package_revision(row, latest=latest, repo=repo)
-        body = built.to_dict()
+            txn.put_revision(row, body)
         if event_type != "DELETED":
             # The caller usually returns this very object next (see _object): keep it.
             self._built.value = (row.namespace, row.name, row.resource_version, built)
@@ -173,16 +175,13 @@ class Engine:
                 best = row.revision
         return best
 
-    def _is_latest(self, row: RevisionRow, txn_rows: list[RevisionRow] | None) -> bool:
+    def _is_latest(self, row: RevisionRow) -> bool:
         if row.revision <= 0 or not Lifecycle(row.lifecycle).published_like:
             return False
-        rows = txn_rows
-        if rows is None:
-            rows = self.store.list_revisions(
-                row.namespace, repository=row.repository, package=row.package
-            )
-        best = max((r.revision for r in rows if Lifecycle(r.lifecycle).published_like), default=0)
-        return row.revision == best
+        others = self.store.max_published_revision(
+            row.namespace, row.repository, row.package, excluding=row.name
+        )
+        return row.revision > others
 
     def _row(self, namespace: str, name: str) -> RevisionRow:
         if not namespace:
@@ -231,7 +230,7 @@ class Engine:
             if kept[:3] == (row.namespace, row.name, row.resource_version):
                 built: PackageRevision = kept[3]
                 return built
-        return convert.to_package_revision(row, latest=self._is_latest(row, None), repo=repo)
+        return convert.to_package_revision(row, latest=self._is_latest(row), repo=repo)
 
     # --- repositories -------------------------------------------------------------------------
 
@@ -246,6 +245,12 @@ class Engine:
             body["metadata"]["resourceVersion"] = str(existing.resource_version)
             stored = self.objects.update("Repository", body)
         return Repository.from_dict(stored)
+
+    def restamp_repository(self, namespace: str, name: str) -> None:
+        """Every revision of a repository changed how it shows (MODIFIED, new resourceVersions)."""
+        repo = self.repositories.get(namespace, name)
+        rows = self.store.list_revisions(namespace, repository=name)
+        self._commit(lambda txn: [self._stamp(txn, row, "MODIFIED", repo) for row in rows])
 
     def remove_repository_revisions(self, namespace: str, name: str) -> None:
         """Drop a repository's revisions from the index (DELETED events); git is untouched."""
@@ -394,11 +399,45 @@ class Engine:
             out.append(convert.to_package_revision(r, latest=is_latest, repo=repos[rkey]))
         return out
 
+    def get_body(self, namespace: str, name: str) -> dict[str, Any]:
+        """``get`` as JSON-shaped data: the body kept at the last write, when there is one."""
+        row = self._row(namespace, name)
+        return self._object(row, self.repositories.get(namespace, row.repository)).to_dict()
+
+    def list_bodies(
+        self, namespace: str | None, *, field_selector: str = "", label_selector: str = ""
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
+        """``list`` as JSON-shaped data, straight from the bodies stamped at each write.
+
+        Every change that alters what a GET shows (including the computed latest label)
+        stamps the row again, so the stored body is the current object; building 10,000
+        objects anew per list is what this avoids.
+        """
+        flt = parse_revision_filter(namespace, field_selector, label_selector)
+        rv = self.current_resource_version()
+        narrow = not flt.name
+        out = []
+        for ns, name, text in self.store.list_bodies(
+            flt.namespace,
+            repository=(flt.repository or None) if narrow else None,
+            package=(flt.package or None) if narrow else None,
+        ):
+            if text:
+                body = orjson.loads(text)
+            else:  # written before bodies were kept
+                row = self.store.get_revision(ns, name)
+                if row is None:
+                    continue
+                body = self._object(row, self.repositories.get(ns, row.repository)).to_dict()
+            if _revision_matches(flt, body):
+                out.append(body)
+        return out, rv
+
     def get_resources(self, namespace: str, name: str) -> PackageRevisionResources:
         row = self._row(namespace, name)
         repo = self.repositories.get(namespace, row.repository)
         files = self._read_files(self.repositories.adapter(repo), convert.info_from_row(row))
-        return convert.to_resources(row, files, repo=repo, latest=self._is_latest(row, None))
+        return convert.to_resources(row, files, repo=repo, latest=self._is_latest(row))
 
     def list_resources(
         self, namespace: str | None, *, field_selector: str = "", label_selector: str = ""
@@ -954,23 +993,15 @@ class Engine:
         flt = parse_revision_filter(namespace, field_selector, label_selector)
 
         def predicate(obj: dict[str, Any]) -> bool:
-            meta, spec = obj.get("metadata", {}), obj.get("spec", {})
-            return obj.get("kind") == "PackageRevision" and flt.matches(
-                namespace=meta.get("namespace", ""),
-                name=meta.get("name", ""),
-                repository=spec.get("repository", ""),
-                package=spec.get("packageName", ""),
-                workspace=spec.get("workspaceName", ""),
-                revision=spec.get("revision", 0),
-                lifecycle=spec.get("lifecycle", ""),
-                kptfile_labels=(spec.get("packageMetadata") or {}).get("labels") or {},
-                labels=meta.get("labels") or {},
-            )
+            return obj.get("kind") == "PackageRevision" and _revision_matches(flt, obj)
 
         def initial() -> builtins.list[WatchEvent]:
+            bodies, _rv = self.list_bodies(
+                namespace, field_selector=field_selector, label_selector=label_selector
+            )
             return [
-                WatchEvent("ADDED", pr.to_dict(), int(pr.metadata.resource_version))
-                for pr in self._list(flt)
+                WatchEvent("ADDED", body, int(body["metadata"]["resourceVersion"]))
+                for body in bodies
             ]
 
         return self.open_watch(predicate, initial, resource_version)
@@ -1020,6 +1051,21 @@ class Engine:
 
     def compact_events(self) -> None:
         self.store.compact(keep=self._event_window)
+
+
+def _revision_matches(flt: RevisionFilter, obj: dict[str, Any]) -> bool:
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    return flt.matches(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        repository=spec.get("repository", ""),
+        package=spec.get("packageName", ""),
+        workspace=spec.get("workspaceName", ""),
+        revision=spec.get("revision", 0),
+        lifecycle=spec.get("lifecycle", ""),
+        kptfile_labels=(spec.get("packageMetadata") or {}).get("labels") or {},
+        labels=meta.get("labels") or {},
+    )
 
 
 def _latest_by_package(revisions: Iterable[tuple[str, int, Lifecycle]]) -> dict[str, int]:

@@ -273,7 +273,11 @@ class ObjectService:
             return self._delete_now(k, new)
         stored = self._write(k, new, "MODIFIED")
         if new.get("spec") != current.get("spec"):
-            self._engine.repositories.forget(new["metadata"]["namespace"], new["metadata"]["name"])
+            ns, name = new["metadata"]["namespace"], new["metadata"]["name"]
+            self._engine.repositories.forget(ns, name)
+            if bool(repo.spec.deployment) != bool(_repository(current).spec.deployment):
+                # Every revision shows status.deployment: they all change.
+                self._engine.restamp_repository(ns, name)
             return self._open_repository(k, stored)
         return stored
 

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     meta TEXT NOT NULL,
     resource_version INTEGER NOT NULL,
     upstream TEXT NOT NULL DEFAULT '',
+    body TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (namespace, name)
 );
 CREATE INDEX IF NOT EXISTS revisions_by_upstream ON revisions (namespace, upstream);
@@ -114,10 +115,10 @@ class _Txn:
         value: int = cur.fetchone()[0]
         return value
 
-    def put_revision(self, row: RevisionRow) -> None:
+    def put_revision(self, row: RevisionRow, body: dict[str, Any] | None = None) -> None:
         self._conn.execute(
-            f"INSERT OR REPLACE INTO revisions ({_REV_COLUMNS}, upstream)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO revisions ({_REV_COLUMNS}, upstream, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.namespace,
                 row.name,
@@ -135,6 +136,7 @@ class _Txn:
                 _dumps(row.meta),
                 row.resource_version,
                 upstream_of(row.tasks),
+                _dumps(body) if body is not None else "",
             ),
         )
 
@@ -182,8 +184,10 @@ class SqliteStore:
         self._conns_lock = threading.Lock()
         conn = self._conn()
         columns = {r[1] for r in conn.execute("PRAGMA table_info(revisions)")}
-        if columns and "upstream" not in columns:  # stores written before the column existed
-            conn.execute("ALTER TABLE revisions ADD COLUMN upstream TEXT NOT NULL DEFAULT ''")
+        # Stores written before a column existed get it (empty: filled on the next write).
+        for column in ("upstream", "body"):
+            if columns and column not in columns:
+                conn.execute(f"ALTER TABLE revisions ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
         conn.executescript(SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
@@ -239,6 +243,43 @@ class SqliteStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY namespace, repository, package, revision, lifecycle, name"
         return [_row(r) for r in self._conn().execute(sql, args)]
+
+    def max_published_revision(
+        self, namespace: str, repository: str, package: str, *, excluding: str = ""
+    ) -> int:
+        r = (
+            self._conn()
+            .execute(
+                "SELECT MAX(revision) FROM revisions WHERE namespace = ? AND repository = ?"
+                " AND package = ? AND name != ? AND lifecycle IN ('Published', 'DeletionProposed')",
+                (namespace, repository, package, excluding),
+            )
+            .fetchone()
+        )
+        return int(r[0] or 0)
+
+    def list_bodies(
+        self,
+        namespace: str | None = None,
+        *,
+        repository: str | None = None,
+        package: str | None = None,
+    ) -> list[tuple[str, str, str]]:
+        """(namespace, name, JSON body) in list order; the body is "" until first stamped."""
+        where, args = [], []
+        for column, value in (
+            ("namespace", namespace),
+            ("repository", repository),
+            ("package", package),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT namespace, name, body FROM revisions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY namespace, repository, package, revision, lifecycle, name"
+        return [(r[0], r[1], r[2]) for r in self._conn().execute(sql, args)]
 
     def nested_package(self, namespace: str, repository: str, package: str) -> str | None:
         conn = self._conn()

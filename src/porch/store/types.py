@@ -59,7 +59,9 @@ class Event:
 class Transaction(Protocol):
     def next_resource_version(self) -> int: ...
 
-    def put_revision(self, row: RevisionRow) -> None: ...
+    def put_revision(self, row: RevisionRow, body: dict[str, Any] | None = None) -> None:
+        """Store the row, and the object as a GET returns it (kept for fast lists)."""
+        ...
 
     def delete_revision(self, namespace: str, name: str) -> None: ...
 
@@ -82,6 +84,20 @@ class Store(Protocol):
         repository: str | None = None,
         package: str | None = None,
     ) -> list[RevisionRow]: ...
+
+    def max_published_revision(
+        self, namespace: str, repository: str, package: str, *, excluding: str = ""
+    ) -> int:
+        """Highest Published/DeletionProposed revision of a package (0 when none)."""
+        ...
+
+    def list_bodies(
+        self,
+        namespace: str | None = None,
+        *,
+        repository: str | None = None,
+        package: str | None = None,
+    ) -> list[tuple[str, str, str]]: ...
 
     def nested_package(self, namespace: str, repository: str, package: str) -> str | None:
         """Another package path that contains ``package`` or lies inside it, if any."""
