@@ -415,12 +415,24 @@ class Engine:
         """
         flt = parse_revision_filter(namespace, field_selector, label_selector)
         rv = self.current_resource_version()
-        narrow = not flt.name
+        if flt.name:
+            # A metadata.name selector replaces every other key filter (spec §1.8).
+            flt = RevisionFilter(
+                namespace=flt.namespace,
+                name=flt.name,
+                kptfile_labels=flt.kptfile_labels,
+                labels=flt.labels,
+            )
+        # What SQL already selected needs no second look.
+        check = bool(
+            flt.workspace or flt.revision or flt.lifecycle or flt.kptfile_labels or flt.labels
+        )
         out = []
         for ns, name, text in self.store.list_bodies(
             flt.namespace,
-            repository=(flt.repository or None) if narrow else None,
-            package=(flt.package or None) if narrow else None,
+            repository=flt.repository or None,
+            package=flt.package or None,
+            name=flt.name or None,
         ):
             if text:
                 body = orjson.loads(text)
@@ -429,7 +441,7 @@ class Engine:
                 if row is None:
                     continue
                 body = self._object(row, self.repositories.get(ns, row.repository)).to_dict()
-            if _revision_matches(flt, body):
+            if not check or _revision_matches(flt, body):
                 out.append(body)
         return out, rv
 

@@ -264,6 +264,7 @@ class SqliteStore:
         *,
         repository: str | None = None,
         package: str | None = None,
+        name: str | None = None,
     ) -> list[tuple[str, str, str]]:
         """(namespace, name, JSON body) in list order; the body is "" until first stamped."""
         where, args = [], []
@@ -271,6 +272,7 @@ class SqliteStore:
             ("namespace", namespace),
             ("repository", repository),
             ("package", package),
+            ("name", name),
         ):
             if value is not None:
                 where.append(f"{column} = ?")

@@ -97,6 +97,7 @@ class Store(Protocol):
         *,
         repository: str | None = None,
         package: str | None = None,
+        name: str | None = None,
     ) -> list[tuple[str, str, str]]: ...
 
     def nested_package(self, namespace: str, repository: str, package: str) -> str | None:
