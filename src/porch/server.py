@@ -20,6 +20,7 @@ from porch.api.types import (
     Task,
 )
 from porch.engine import Engine
+from porch.engine.engine import UpstreamFetcher
 from porch.engine.sealing import Sealer
 from porch.errors import Invalid
 from porch.repository.types import PackageRepository
@@ -83,6 +84,30 @@ def make_opener(data_dir: Path) -> Callable[[Repository], PackageRepository]:
     return opener
 
 
+def make_upstream_fetcher(data_dir: Path) -> UpstreamFetcher:
+    mirrors = data_dir / "git" / "upstreams"
+
+    def fetch(
+        *, url: str, ref: str, directory: str, credentials: dict[str, str] | None
+    ) -> tuple[dict[str, str], str]:
+        from porch.repository.git import GitCredentials
+        from porch.repository.git.upstream import fetch_package
+
+        creds = None
+        if credentials:
+            creds = GitCredentials(
+                username=credentials.get("username", ""),
+                password=credentials.get("password", ""),
+                bearer_token=credentials.get("bearerToken", ""),
+            )
+        got = fetch_package(
+            url, ref=ref, directory=directory, mirror_dir=mirrors, credentials=creds
+        )
+        return got.files, got.commit
+
+    return fetch
+
+
 def build_engine(settings: Settings) -> Engine:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = store_path(settings)
@@ -93,7 +118,12 @@ def build_engine(settings: Settings) -> Engine:
             sealer = Sealer.from_file(settings.encryption_key_file)
         except OSError as exc:
             raise Invalid(f"--encryption-key-file: {exc.strerror}: {exc.filename}") from None
-    engine = Engine(store=SqliteStore(path), opener=make_opener(settings.data_dir), sealer=sealer)
+    engine = Engine(
+        store=SqliteStore(path),
+        opener=make_opener(settings.data_dir),
+        sealer=sealer,
+        fetch_upstream=make_upstream_fetcher(settings.data_dir),
+    )
     engine.start()
     return engine
 

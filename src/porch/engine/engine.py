@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -23,6 +23,7 @@ from porch.api.names import compose_name, validate_package_revision_names
 from porch.api.types import (
     LATEST_REVISION_LABEL,
     PUSH_ON_RENDER_FAILURE,
+    GitPackage,
     Lifecycle,
     PackageRevision,
     PackageRevisionResources,
@@ -67,6 +68,16 @@ from porch.store.types import Event, RevisionRow, Store, Transaction
 from porch.tasks import UpstreamLock, clone_task, edit_task, init_task
 
 Fault = Callable[[str], None]
+
+
+class UpstreamFetcher(Protocol):
+    """Fetches one package from a git URL: (files, commit id)."""
+
+    def __call__(
+        self, *, url: str, ref: str, directory: str, credentials: dict[str, str] | None
+    ) -> tuple[dict[str, str], str]: ...
+
+
 RESOURCE = "packagerevisions.porch.kpt.dev"
 FILES_CACHE_SIZE = 512
 
@@ -92,9 +103,11 @@ class Engine:
         clock: Callable[[], str] = _now,
         event_window: int = 100_000,
         sealer: Sealer | None = None,
+        fetch_upstream: UpstreamFetcher | None = None,
     ) -> None:
         self.store = store
         self.sealer = sealer  # encrypts Secret data at rest when set
+        self._fetch_upstream = fetch_upstream
         self.repositories = RepositoryRegistry(store, opener)
         self.renderer = renderer or NoFunctionRuntime(convert.has_pipeline)
         self._fault = fault
@@ -609,10 +622,48 @@ class Engine:
         if up is not None and up.upstream_ref is not None and up.upstream_ref.name:
             return self._clone_registered(up.upstream_ref.name, pr, repo)
         if up is not None and up.git is not None and up.git.repo:
-            raise Invalid("clone from a git URL is not supported by this server yet")
+            return self._clone_git(up.git, pr, repo)
         if up is not None and up.oci is not None and up.oci.image:
             raise Invalid("clone from OCI is not implemented")
         raise Invalid("invalid clone source (neither of git, oci, nor upstream were specified)")
+
+    def _clone_git(self, git: GitPackage, pr: PackageRevision, repo: Repository) -> dict[str, str]:
+        if self._fetch_upstream is None:
+            raise Invalid("clone from a git URL is not supported by this server")
+        credentials = None
+        if git.secret_ref is not None and git.secret_ref.name:
+            credentials = self._credentials(pr.metadata.namespace, git.secret_ref.name)
+        files, commit = self._fetch_upstream(
+            url=git.repo, ref=git.ref, directory=git.directory, credentials=credentials
+        )
+        lock = UpstreamLock(repo=git.repo, directory=git.directory, ref=git.ref, commit=commit)
+        return clone_task(
+            files,
+            package_path=pr.spec.package_name,
+            upstream=lock,
+            deployment=repo.spec.deployment,
+        )
+
+    def _credentials(self, namespace: str, secret_name: str) -> dict[str, str]:
+        """username/password (basic-auth Secret) or bearerToken (Opaque), spec §5.5."""
+        import base64
+        import binascii
+
+        secret = self.objects.get("Secret", namespace, secret_name)
+        data = secret.get("data") or {}
+        try:
+            plain = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        except (binascii.Error, UnicodeDecodeError, TypeError):
+            raise Invalid(f'secret "{secret_name}" holds data that is not base64 text') from None
+        kind = secret.get("type") or "Opaque"
+        if kind == "kubernetes.io/basic-auth":
+            return {"username": plain.get("username", ""), "password": plain.get("password", "")}
+        if kind == "Opaque" and plain.get("bearerToken"):
+            return {"bearerToken": plain["bearerToken"]}
+        raise Invalid(
+            f'secret "{secret_name}" of type {kind} holds no credentials porch can use'
+            " (kubernetes.io/basic-auth, or Opaque with bearerToken)"
+        )
 
     def _clone_registered(
         self, source_name: str, pr: PackageRevision, repo: Repository
