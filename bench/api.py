@@ -53,7 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -203,8 +203,13 @@ def register_repository(client: httpx.Client, path: Path, timeout: float) -> flo
 
 
 @contextmanager
-def profiled(server: Server, args: argparse.Namespace, phase: str) -> Iterator[None]:
-    """py-spy (when given) records the server's Python stacks for the duration of a phase."""
+def profiled(
+    server: Server, args: argparse.Namespace, phase: str, *, gil: bool = False
+) -> Iterator[None]:
+    """py-spy (when given) records the server's Python stacks for the duration of a phase.
+
+    ``gil``: only the thread holding the GIL is sampled (what uses the one core Python has).
+    """
     if args.py_spy is None:
         yield
         return
@@ -212,7 +217,8 @@ def profiled(server: Server, args: argparse.Namespace, phase: str) -> Iterator[N
     out = args.profile_dir / f"{phase}.txt"
     spy = subprocess.Popen(
         [str(args.py_spy), "record", "--pid", str(server.proc.pid), "--rate", "200"]
-        + ["--nonblocking", "--format", "raw", "--output", str(out)],
+        + ["--nonblocking", "--format", "raw", "--output", str(out)]
+        + (["--gil"] if gil else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -424,7 +430,46 @@ def delivered(client: Client, writer: Conn, lines: int) -> Callable[[], bool]:
     return lambda: writer.done and client.lines >= lines
 
 
-def watch_fanout(server: Server, rv: str, name: str, watchers: int, changes: int) -> WatchResult:
+def fan_out(
+    client: Client,
+    writer: Conn,
+    name: str,
+    watchers: int,
+    changes: int,
+    sent_at: list[float],
+    done_at: list[tuple[float, float]],
+    writes: list[float],
+) -> None:
+    """The PATCHes, one at a time, each until every watcher has received its event."""
+    for k in range(changes):
+        body = orjson.dumps({"metadata": {"labels": {CHANGE_LABEL: str(k)}}})
+        want = client.lines + watchers
+        sent = client.request(
+            writer,
+            "PATCH",
+            f"{PR_PATH}/{name}",
+            body,
+            **{"Content-Type": "application/merge-patch+json"},
+        )
+        if not client.pump(delivered(client, writer, want), 60):
+            print(f"  change {k}: timed out ({client.lines - want + watchers} events seen)")
+        if writer.status != 200:
+            raise SystemExit(f"PATCH failed: HTTP {writer.status} {bytes(writer.body)[:300]!r}")
+        sent_at.append(sent)
+        done_at.append(writer.done_at)
+        writes.append((writer.done_at[1] - sent) * 1000)
+        # let stragglers and any extra events of this change drain before the next one
+        client.pump(lambda: False, 0.3)
+
+
+def watch_fanout(
+    server: Server,
+    rv: str,
+    name: str,
+    watchers: int,
+    changes: int,
+    around_changes: Callable[[], AbstractContextManager[None]] = nullcontext,
+) -> WatchResult:
     client = Client(server.host, server.port)
     streams: list[Conn] = []
     target = f"{PR_PATH}?watch=true&resourceVersion={rv}&timeoutSeconds=3600"
@@ -445,25 +490,8 @@ def watch_fanout(server: Server, rv: str, name: str, watchers: int, changes: int
     sent_at: list[float] = []
     done_at: list[tuple[float, float]] = []
     writes: list[float] = []
-    for k in range(changes):
-        body = orjson.dumps({"metadata": {"labels": {CHANGE_LABEL: str(k)}}})
-        want = client.lines + watchers
-        sent = client.request(
-            writer,
-            "PATCH",
-            f"{PR_PATH}/{name}",
-            body,
-            **{"Content-Type": "application/merge-patch+json"},
-        )
-        if not client.pump(delivered(client, writer, want), 60):
-            print(f"  change {k}: timed out ({client.lines - want + watchers} events seen)")
-        if writer.status != 200:
-            raise SystemExit(f"PATCH failed: HTTP {writer.status} {bytes(writer.body)[:300]!r}")
-        sent_at.append(sent)
-        done_at.append(writer.done_at)
-        writes.append((writer.done_at[1] - sent) * 1000)
-        # let stragglers and any extra events of this change drain before the next one
-        client.pump(lambda: False, 0.3)
+    with around_changes():
+        fan_out(client, writer, name, watchers, changes, sent_at, done_at, writes)
     for conn in [*streams, writer]:
         client.close(conn)
     latencies: list[float] = []
@@ -587,8 +615,14 @@ def run(server: Server, work: Path, args: argparse.Namespace, seeded_s: float) -
         )
         per_package = len(presp.json()["items"])
 
-    with profiled(server, args, "watch"):
-        watch = watch_fanout(server, rv, name, args.watchers, args.changes)
+    watch = watch_fanout(
+        server,
+        rv,
+        name,
+        args.watchers,
+        args.changes,
+        lambda: profiled(server, args, "watch", gil=True),
+    )
 
     n = len(items)
     base = p(encode, 0.5)

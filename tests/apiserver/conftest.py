@@ -100,7 +100,7 @@ class LiveServer:
 
 
 def start_live(app: Any) -> LiveServer:
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]

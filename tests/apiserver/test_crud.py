@@ -359,3 +359,20 @@ def test_resources_get_and_update(client: Client) -> None:
     assert client.delete(PRR_PATH + "/demo.files.v1").status_code == 405
     published = client.get(PRR_PATH + "/demo.basens.v1").json()
     assert client.put(PRR_PATH + "/demo.basens.v1", json=published).status_code == 422
+
+
+def test_plain_json_list_is_spliced_from_stored_bodies(client: Client) -> None:
+    """The raw-list path must answer exactly what the parsed path answers."""
+    base = "/apis/porch.kpt.dev/v1alpha1/namespaces/default/packagerevisions"
+    spliced = client.get(base)
+    assert spliced.status_code == 200
+    parsed = client.get(base, params={"fieldSelector": "spec.lifecycle=Published"})
+    body = spliced.json()
+    assert body["kind"] == "PackageRevisionList"
+    published = [i for i in body["items"] if i["spec"]["lifecycle"] == "Published"]
+    assert published == parsed.json()["items"]
+    paged = client.get(base, params={"limit": "1"}).json()
+    assert len(paged["items"]) == 1 and paged["metadata"]["continue"]
+    assert paged["metadata"]["remainingItemCount"] == len(body["items"]) - 1
+    rest = client.get(base, params={"limit": "100", "continue": paged["metadata"]["continue"]})
+    assert paged["items"] + rest.json()["items"] == body["items"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 from porch.api.lifecycle import Endpoint
 from porch.api.types import GROUP, LATEST_REVISION_LABEL, VERSION, PackageRevision
 from porch.apiserver.codec import to_model
@@ -38,6 +40,13 @@ class PackageRevisionBackend:
         self, caller: Caller, namespace: str | None, *, label_selector: str, field_selector: str
     ) -> tuple[list[Body], str]:
         return self._engine.list_bodies(
+            namespace, field_selector=field_selector, label_selector=label_selector
+        )
+
+    def list_raw(
+        self, caller: Caller, namespace: str | None, *, label_selector: str, field_selector: str
+    ) -> tuple[builtins.list[bytes] | None, str]:
+        return self._engine.list_raw(
             namespace, field_selector=field_selector, label_selector=label_selector
         )
 

@@ -458,6 +458,27 @@ class Engine:
                 out.append(body)
         return out, rv
 
+    def list_raw(
+        self, namespace: str | None, *, field_selector: str = "", label_selector: str = ""
+    ) -> tuple[builtins.list[bytes] | None, str]:
+        """The stored JSON of each matching revision, unparsed, when SQL alone selects them
+        (namespace, repository, package, name); None when a body must be looked into."""
+        flt = parse_revision_filter(namespace, field_selector, label_selector)
+        if flt.workspace or flt.revision or flt.lifecycle or flt.kptfile_labels or flt.labels:
+            return None, ""
+        if flt.name:
+            flt = RevisionFilter(namespace=flt.namespace, name=flt.name)
+        rv = self.current_resource_version()
+        rows = self.store.list_bodies(
+            flt.namespace,
+            repository=flt.repository or None,
+            package=flt.package or None,
+            name=flt.name or None,
+        )
+        if any(not text for _ns, _name, text in rows):
+            return None, ""  # rows written before bodies were kept: take the parsing path
+        return [text.encode() for _ns, _name, text in rows], rv
+
     def get_resources(self, namespace: str, name: str) -> PackageRevisionResources:
         row = self._row(namespace, name)
         repo = self.repositories.get(namespace, row.repository)
