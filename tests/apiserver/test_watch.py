@@ -125,6 +125,9 @@ class _FellBehind:
     def next(self, timeout: float | None = None) -> None:
         raise Expired("watch fell too far behind; list again and restart the watch")
 
+    def pending(self) -> None:
+        return self.next(timeout=0)
+
     def close(self) -> None:
         pass
 

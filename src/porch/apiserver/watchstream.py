@@ -40,18 +40,62 @@ class WatchOptions:
     start_rv: int  # the store's resourceVersion before the watch opened
 
 
-def _pump(watcher: Watcher, loop: asyncio.AbstractEventLoop, out: asyncio.Queue[Any]) -> None:
-    """Thread body: forward events until the watcher closes, then a final marker."""
-    try:
-        while True:
-            event = watcher.next()
-            loop.call_soon_threadsafe(out.put_nowait, event)
-            if event is None:
+class LoopWaker:
+    """Wakes the streams of one event loop from the writer's thread with one loop call.
+
+    A publish reaches every watcher from the thread that wrote; a ``call_soon_threadsafe`` per
+    watcher (a self-pipe write each) would cost more than the event itself with 1,000
+    watchers. Here the writer only records which streams have news, and the loop is woken once.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._ready: list[asyncio.Event] = []
+        self._scheduled = False
+
+    def notify(self, flag: asyncio.Event) -> None:
+        with self._lock:
+            self._ready.append(flag)
+            if self._scheduled:
                 return
-    except PorchError as exc:
-        loop.call_soon_threadsafe(out.put_nowait, exc)
-    except RuntimeError:  # the loop is gone: the server is shutting down
-        return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the loop is gone: the server is shutting down
+            pass
+
+    def _wake(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+            self._scheduled = False
+        for flag in ready:
+            flag.set()
+
+
+_wakers: dict[asyncio.AbstractEventLoop, LoopWaker] = {}
+
+
+def _waker(loop: asyncio.AbstractEventLoop) -> LoopWaker:
+    waker = _wakers.get(loop)
+    if waker is None:
+        waker = _wakers[loop] = LoopWaker(loop)
+    return waker
+
+
+_encoded: dict[tuple[int, str], bytes] = {}
+
+
+def _encode_once(event: WatchEvent) -> bytes:
+    """The JSON line of a live event, shared by every plain (non-Table) stream."""
+    key = (event.resource_version, event.type)
+    line = _encoded.get(key)
+    if line is None:
+        line = orjson.dumps({"type": event.type, "object": event.object}) + b"\n"
+        if len(_encoded) > 4096:
+            _encoded.clear()
+        _encoded[key] = line
+    return line
 
 
 class WatchStream:
@@ -93,35 +137,42 @@ class WatchStream:
         deadline = time.monotonic() + self._opts.timeout
         # What is queued right after opening is the initial state (or the replayed log).
         try:
-            while (event := self._watcher.next(timeout=0)) is not None:
+            while (event := self._watcher.pending()) is not None:
                 yield self._event(event)
         except PorchError as exc:  # fell behind already: tell the client to re-list
             yield self._line("ERROR", status_body(exc.code, exc.reason, exc.message))
             return
         if self._opts.bookmarks:
             yield self._bookmark(initial_end=True)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        threading.Thread(
-            target=_pump, args=(self._watcher, loop, queue), name="watch-pump", daemon=True
-        ).start()
+        flag = asyncio.Event()
+        waker = _waker(asyncio.get_running_loop())
+        self._watcher.set_notify(lambda: waker.notify(flag))
         while True:
+            try:
+                while (event := self._watcher.pending()) is not None:
+                    if self._opts.as_table:
+                        yield self._event(event)
+                    else:
+                        self._last_rv = max(self._last_rv, event.resource_version)
+                        yield _encode_once(event)
+            except PorchError as exc:
+                yield self._line("ERROR", status_body(exc.code, exc.reason, exc.message))
+                return
+            if self._watcher.closed:
+                return
             left = deadline - time.monotonic()
             if left <= 0:
                 return
             wait = min(left, BOOKMARK_EVERY) if self._opts.bookmarks else left
+            flag.clear()
+            if self._watcher.has_pending():
+                continue  # arrived between the drain and clear(): no wake-up will follow
             try:
-                item = await asyncio.wait_for(queue.get(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await flag.wait()
             except TimeoutError:
                 if self._opts.bookmarks and deadline - time.monotonic() > 0:
                     yield self._bookmark(initial_end=False)
-                continue
-            if item is None:
-                return
-            if isinstance(item, PorchError):
-                yield self._line("ERROR", status_body(item.code, item.reason, item.message))
-                return
-            yield self._event(item)
 
 
 class WatchResponse(Response):

@@ -60,6 +60,9 @@ class Watcher:
         if callback is not None:
             callback()
 
+    def has_pending(self) -> bool:
+        return not self._queue.empty()
+
     def pending(self) -> WatchEvent | None:
         """The next queued event without waiting (None when there is none yet or closed)."""
         return self.next(timeout=None) if not self._queue.empty() else None
