@@ -134,9 +134,14 @@ class PackageFilter:
     package: str = ""
 
 
-def parse_package_filter(namespace: str | None, field_selector: str = "") -> PackageFilter:
+def parse_package_filter(
+    namespace: str | None, field_selector: str = "", *, fields: tuple[str, ...] = PACKAGE_FIELDS
+) -> PackageFilter:
+    """Selectors on metadata and, where ``fields`` allow, ``spec.packageName``/``repository``."""
     f = PackageFilter(namespace=namespace)
     for key, value in _terms(field_selector):
+        if key not in fields:
+            raise BadRequest(f'unknown fieldSelector field "{key}"')
         if key == "metadata.name":
             f.name = value
         elif key == "metadata.namespace":
@@ -145,11 +150,14 @@ def parse_package_filter(namespace: str | None, field_selector: str = "") -> Pac
             f.namespace = value
         elif key == "spec.packageName":
             f.package = value
-        elif key == "spec.repository":
-            f.repository = value
         else:
-            raise BadRequest(f'unknown fieldSelector field "{key}"')
+            f.repository = value
     return f
+
+
+def parse_object_filter(namespace: str | None, field_selector: str = "") -> PackageFilter:
+    """Stored kinds (Repository, Secret, …) select on ``metadata.name``/``namespace`` only."""
+    return parse_package_filter(namespace, field_selector, fields=PACKAGE_FIELDS[:2])
 
 
 _LABEL_KEY = re.compile(
@@ -223,18 +231,3 @@ def _key(raw: str) -> str:
     if not _LABEL_KEY.match(key):
         raise BadRequest(f"unable to parse requirement: invalid label key {key!r}")
     return key
-
-
-def parse_object_filter(namespace: str | None, field_selector: str = "") -> PackageFilter:
-    """Stored kinds (Repository, Secret, …) select on ``metadata.name``/``namespace`` only."""
-    f = PackageFilter(namespace=namespace)
-    for key, value in _terms(field_selector):
-        if key == "metadata.name":
-            f.name = value
-        elif key == "metadata.namespace":
-            if namespace is not None and namespace != value:
-                raise BadRequest("conflicting namespaces specified")
-            f.namespace = value
-        else:
-            raise BadRequest(f'unknown fieldSelector field "{key}"')
-    return f
