@@ -22,7 +22,7 @@ from porch.api.types import (
 from porch.engine import Engine
 from porch.engine.engine import UpstreamFetcher
 from porch.engine.sealing import Sealer
-from porch.errors import Invalid
+from porch.errors import Invalid, NotFound
 from porch.repository.types import PackageRepository
 from porch.store import SqliteStore
 
@@ -133,7 +133,7 @@ def ensure_demo(engine: Engine, data_dir: Path) -> bool:
     try:
         engine.repositories.get(DEMO_NAMESPACE, DEMO_REPOSITORY)
         return False
-    except Exception:  # noqa: BLE001 - absent means we create it
+    except NotFound:
         pass
     path = data_dir / "repos" / f"{DEMO_REPOSITORY}.git"
     if not path.exists():

@@ -101,7 +101,6 @@ class Engine:
         renderer: Renderer | None = None,
         fault: Fault = _no_fault,
         clock: Callable[[], str] = _now,
-        event_window: int = 100_000,
         sealer: Sealer | None = None,
         fetch_upstream: UpstreamFetcher | None = None,
     ) -> None:
@@ -112,7 +111,6 @@ class Engine:
         self.renderer = renderer or NoFunctionRuntime(convert.has_pipeline)
         self._fault = fault
         self._clock = clock
-        self._event_window = event_window
         self._try_locks = TryLocks()
         self._package_locks = KeyedLocks()
         self._commit_lock = threading.Lock()
@@ -180,13 +178,6 @@ class Engine:
         )
         txn.add_event(event)
         return event
-
-    def _latest_revision(self, namespace: str, repository: str, package: str) -> int:
-        best = 0
-        for row in self.store.list_revisions(namespace, repository=repository, package=package):
-            if row.revision > best and Lifecycle(row.lifecycle).published_like:
-                best = row.revision
-        return best
 
     def _is_latest(self, row: RevisionRow) -> bool:
         if row.revision <= 0 or not Lifecycle(row.lifecycle).published_like:
@@ -887,7 +878,9 @@ class Engine:
         user: str | None,
     ) -> PackageRevision:
         with self._package_locks.hold(f"{row.namespace}/{row.repository}/{row.package}"):
-            number = self._latest_revision(row.namespace, row.repository, row.package) + 1
+            number = (
+                self.store.max_published_revision(row.namespace, row.repository, row.package) + 1
+            )
             change = adapter.publish(
                 convert.info_from_row(row), revision=number, author=self._author(repo, user)
             )
@@ -1132,9 +1125,6 @@ class Engine:
                 if predicate(body):
                     watcher.push_initial(WatchEvent(event.type, body, event.resource_version))
             since = batch[-1].resource_version
-
-    def compact_events(self) -> None:
-        self.store.compact(keep=self._event_window)
 
 
 def _revision_matches(flt: RevisionFilter, obj: dict[str, Any]) -> bool:

@@ -12,7 +12,6 @@ reason), its git coordinates and type are immutable, deleting it removes its rev
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -344,6 +343,3 @@ def _repository(body: dict[str, Any]) -> Repository:
         return Repository.from_dict(body)
     except (TypeError, ValueError) as exc:
         raise Invalid(f"invalid Repository: {exc}") from exc
-
-
-Predicate = Callable[[dict[str, Any]], bool]

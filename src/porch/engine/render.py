@@ -7,7 +7,7 @@ pipeline cannot be rendered and says so, instead of silently passing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -16,7 +16,6 @@ class RenderOutcome:
     files: dict[str, str]
     result: dict[str, Any] | None = None  # a kpt FunctionResultList, JSON-shaped
     error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
