@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from porch import __version__
+from porch.cli.conformance import conformance
+from porch.cli.fnrunner import fn, fn_runner
 from porch.cli.serve import serve
 from porch.errors import PorchError
 
@@ -59,3 +61,6 @@ def demo(data_dir: Path) -> None:
 
 
 main.add_command(serve)
+main.add_command(conformance)
+main.add_command(fn)
+main.add_command(fn_runner)

@@ -1,0 +1,1 @@
+"""KRM function runtime: ResourceList I/O, builtin catalog, runtimes, Kptfile pipeline render."""

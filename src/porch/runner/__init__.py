@@ -1,0 +1,1 @@
+"""The function-runner gRPC service: Porch's FunctionEvaluator proto plus health."""
