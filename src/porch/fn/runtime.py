@@ -1,0 +1,127 @@
+"""Image names and the runtime chain (spec §7.1): builtin → exec → remote runner.
+
+Each link raises :class:`FunctionNotFound` for an image it does not know; only then is the next
+link tried. Any other outcome (success, failure, timeout) is final.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from porch.fn.types import (
+    DEFAULT_IMAGE_PREFIX,
+    Builtin,
+    FunctionFailure,
+    FunctionNotFound,
+    FunctionOutput,
+    FunctionSpec,
+    ResourceList,
+    Runtime,
+)
+
+CATALOG_PREFIXES = (DEFAULT_IMAGE_PREFIX, "gcr.io/kpt-fn/")
+"""Registries whose catalog images our builtins stand in for."""
+
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def resolve_image(image: str, default_prefix: str = DEFAULT_IMAGE_PREFIX) -> str:
+    """kpt's resolution: a bare name gets the default prefix, an untagged image ``:latest``."""
+    image = image.strip()
+    if not image:
+        raise ValueError("function image must not be empty")
+    if "/" not in image:
+        image = default_prefix.rstrip("/") + "/" + image
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last and not _DIGEST.search(image):
+        image += ":latest"
+    return image
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    repository: str  # everything before the tag/digest
+    name: str  # last path segment
+    tag: str  # "" when a digest is given
+    digest: str
+
+
+def parse_image(image: str) -> ImageRef:
+    digest = ""
+    m = _DIGEST.search(image)
+    if m:
+        digest = m.group(0)[1:]
+        image = image[: m.start()]
+    head, _, last = image.rpartition("/")
+    tag = ""
+    if ":" in last:
+        last, tag = last.split(":", 1)
+    repository = f"{head}/{last}" if head else last
+    return ImageRef(repository=repository, name=last, tag=tag, digest=digest)
+
+
+class BuiltinRuntime:
+    """In-process Python functions, found by catalog name under the catalog registries."""
+
+    def __init__(
+        self,
+        functions: Mapping[str, Builtin] | None = None,
+        prefixes: Sequence[str] = CATALOG_PREFIXES,
+    ) -> None:
+        if functions is None:
+            from porch.fn.registry import builtins
+
+            functions = builtins()
+        self._functions = dict(functions)
+        self._prefixes = tuple(p.rstrip("/") + "/" for p in prefixes)
+
+    def lookup(self, image: str) -> Builtin | None:
+        ref = parse_image(image)
+        for prefix in self._prefixes:
+            if ref.repository == prefix + ref.name:
+                return self._functions.get(ref.name)
+        if image.startswith("builtins/"):
+            return self._functions.get(ref.repository)
+        return None
+
+    def run(self, spec: FunctionSpec, rl: ResourceList, *, timeout: float) -> FunctionOutput:
+        fn = self.lookup(spec.image) if spec.image else None
+        if fn is None:
+            raise FunctionNotFound(spec.image or spec.exec_path)
+        work = ResourceList(
+            items=copy.deepcopy(rl.items),
+            function_config=copy.deepcopy(rl.function_config),
+            results=[],
+        )
+        try:
+            fn(work)
+        except FunctionFailure as exc:
+            return FunctionOutput(work, stderr=_failure_text(exc), exit_code=exc.exit_code or 1)
+        except Exception as exc:  # a bug in a builtin is that function's failure, not ours
+            text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            return FunctionOutput(work, stderr=f"failed to evaluate function: {text}", exit_code=1)
+        failed = any(r.get("severity") == "error" for r in work.results)
+        return FunctionOutput(work, exit_code=1 if failed else 0)
+
+
+def _failure_text(exc: FunctionFailure) -> str:
+    return exc.message
+
+
+class Chain:
+    """Try each runtime in turn, moving on only when one says "not found"."""
+
+    def __init__(self, runtimes: Sequence[Runtime]) -> None:
+        self._runtimes = list(runtimes)
+
+    def run(self, spec: FunctionSpec, rl: ResourceList, *, timeout: float) -> FunctionOutput:
+        for runtime in self._runtimes:
+            try:
+                return runtime.run(spec, rl, timeout=timeout)
+            except FunctionNotFound:
+                continue
+        raise FunctionNotFound(spec.image or spec.exec_path)
