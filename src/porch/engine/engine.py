@@ -70,6 +70,13 @@ from porch.tasks import UpstreamLock, clone_task, edit_task, init_task
 Fault = Callable[[str], None]
 
 
+_UPGRADE_FIELDS = {
+    "old_upstream_ref": "oldUpstreamRef",
+    "new_upstream_ref": "newUpstreamRef",
+    "local_package_revision_ref": "localPackageRevisionRef",
+}
+
+
 class UpstreamFetcher(Protocol):
     """Fetches one package from a git URL: (files, commit id)."""
 
@@ -627,7 +634,72 @@ class Engine:
             return edit_task(files)
         if task.type == "clone":
             return self._clone(task, pr, repo)
+        if task.type == "upgrade":
+            return self._upgrade(task, pr, repo)
         raise Invalid(f'task of type "{task.type}" is not supported by this server yet')
+
+    def _upgrade(self, task: Task, pr: PackageRevision, repo: Repository) -> dict[str, str]:
+        """Three-way update of a downstream package to a new upstream revision (spec §4.4)."""
+        from porch.tasks.upgrade import upgrade_task
+
+        spec = task.upgrade
+        ns = pr.metadata.namespace
+
+        def ref(which: str) -> RevisionRow:
+            target = getattr(spec, which, None) if spec is not None else None
+            name = target.name if target is not None else ""
+            if not name:
+                raise Invalid(f"upgrade task requires {_UPGRADE_FIELDS[which]}.name")
+            row = self.store.get_revision(ns, name)
+            if row is None:
+                raise NotFound(f'cannot find package revision "{name}"')
+            return row
+
+        old, new, local = (
+            ref("old_upstream_ref"),
+            ref("new_upstream_ref"),
+            ref("local_package_revision_ref"),
+        )
+        if new.revision == -1:
+            raise Invalid(
+                "target upstream revision may not be the placeholder package revision"
+                f" {new.repository}/{new.name}"
+            )
+        if local.revision == -1:
+            raise Invalid(
+                "source revision may not be the placeholder package revision"
+                f" {local.repository}/{local.name}"
+            )
+        for row in (old, new, local):
+            ours = row.repository == pr.spec.repository and row.package == pr.spec.package_name
+            if ours and not Lifecycle(row.lifecycle).published_like:
+                raise Invalid(
+                    f'all source PackageRevisions of upgrade task must be published, "{row.name}"'
+                    " is not"
+                )
+
+        def files_of(row: RevisionRow) -> dict[str, str]:
+            source_repo = self.repositories.get(ns, row.repository)
+            return self._read_files(
+                self.repositories.adapter(source_repo), convert.info_from_row(row)
+            )
+
+        new_repo = self.repositories.get(ns, new.repository)
+        lock = UpstreamLock(
+            repo=new_repo.spec.git.repo if new_repo.spec.git else "",
+            directory=new.package,
+            ref=new.ref,
+            commit=new.commit,
+        )
+        files, _conflicts = upgrade_task(
+            local=files_of(local),
+            old_upstream=files_of(old),
+            new_upstream=files_of(new),
+            strategy=spec.strategy if spec is not None else "",
+            package_path=pr.spec.package_name,
+            upstream=lock,
+        )
+        return files
 
     def _clone(self, task: Task, pr: PackageRevision, repo: Repository) -> dict[str, str]:
         up = task.clone.upstream_ref if task.clone else None

@@ -12,6 +12,7 @@ from porch.krm.kptfile import (
     kptfile_set_upstream,
     package_context,
 )
+from porch.krm.update import add_merge_comments
 
 
 @dataclass(frozen=True)
@@ -54,4 +55,5 @@ def clone_task(
         # A deployment repository gets its own package context, saying where it lives.
         files = drop_package_context(files)
         files[PACKAGE_CONTEXT] = package_context(name, package_path)
-    return files
+    # kpt's merge keys, so a later upgrade matches resources even after local renames
+    return add_merge_comments(files)
