@@ -39,6 +39,16 @@ def gate(name: str, condition: str) -> Callable[[Porchctl], None]:
     return step
 
 
+def sub(rel: str, old: str, new: str) -> Callable[[Porchctl], None]:
+    def step(p: Porchctl) -> None:
+        path = p.tmp / rel
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {rel}"
+        path.write_text(text.replace(old, new))
+
+    return step
+
+
 def remove(rel: str) -> Callable[[Porchctl], None]:
     def step(p: Porchctl) -> None:
         (p.tmp / rel).unlink()
@@ -242,6 +252,23 @@ SCENARIOS: dict[str, list[Step]] = {
         "rpkg upgrade demo.basens.v1",
         "rpkg upgrade --discover upstream",
         "rpkg upgrade demo.basens.v1 --workspace v3 --strategy bogus",
+    ],
+    "rpkg_upgrade_conflict": [
+        REG_BLUE,
+        "rpkg clone demo.hello-world.v1 hw --repository blue",
+        "rpkg pull blue.hw.v1 {tmp}/local",
+        sub("local/hello-world.yaml", "greeting: hello", "greeting: hi"),
+        "rpkg push blue.hw.v1 {tmp}/local",
+        "rpkg propose blue.hw.v1",
+        "rpkg approve blue.hw.v1",
+        "rpkg copy demo.hello-world.v1 --workspace v2",
+        "rpkg pull demo.hello-world.v2 {tmp}/up",
+        sub("up/hello-world.yaml", "greeting: hello", "greeting: hey"),
+        "rpkg push demo.hello-world.v2 {tmp}/up",
+        "rpkg propose demo.hello-world.v2",
+        "rpkg approve demo.hello-world.v2",
+        "rpkg upgrade blue.hw.v1 --workspace up",
+        "rpkg pull blue.hw.up",
     ],
     "rpkg_diff": [
         "rpkg copy demo.hello-world.v1 --workspace v2",

@@ -104,8 +104,8 @@ class BuiltinRuntime:
         except Exception as exc:  # a bug in a builtin is that function's failure, not ours
             text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             return FunctionOutput(work, stderr=f"failed to evaluate function: {text}", exit_code=1)
-        failed = any(r.get("severity") == "error" for r in work.results)
-        return FunctionOutput(work, exit_code=1 if failed else 0)
+        # As with kpt, only a non-zero exit fails a step; error results alone do not.
+        return FunctionOutput(work, exit_code=0)
 
 
 def _failure_text(exc: FunctionFailure) -> str:

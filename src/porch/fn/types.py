@@ -8,8 +8,8 @@ None) and ``results`` collects structured results (``config.kubernetes.io/v1`` R
 
 A builtin is a callable ``fn(rl: ResourceList) -> None`` that edits ``rl`` in place. It reports
 problems by appending results; raising :class:`FunctionFailure` means "non-zero exit" (the
-runtime then marks the step failed, keeping the results already appended). A result of severity
-"error" without an exception also fails the step, as the catalog's Go framework does.
+runtime then marks the step failed, keeping the results already appended). Results of severity
+"error" alone do not fail the step: as with kpt, only the exit code does.
 """
 
 from __future__ import annotations

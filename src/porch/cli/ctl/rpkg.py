@@ -168,6 +168,28 @@ def create(ctx: click.Context, pr: PackageRevision, dry_run: bool) -> None:
         return
     created = ctl_of(ctx).client().create_package_revision(pr)
     click.echo(f"{created.metadata.name} created")
+    print_merge_conflicts(created)
+
+
+def print_merge_conflicts(pr: PackageRevision) -> None:
+    """An upgrade's MergeConflicts condition (beyond Porch), one line per conflicting field."""
+    import json
+
+    for condition in pr.status.conditions:
+        if condition.type != "MergeConflicts" or condition.status != "True":
+            continue
+        try:
+            entries = json.loads(condition.message)
+        except ValueError:
+            click.echo(f"merge conflicts: {condition.message}")
+            continue
+        click.echo(f"{len(entries)} merge conflict(s), resolved as shown; review before proposing:")
+        for e in entries:
+            click.echo(
+                f"  {e.get('file')}: {e.get('resource')}: {e.get('field')}:"
+                f" local {json.dumps(e.get('local'))}, upstream {json.dumps(e.get('upstream'))},"
+                f" kept {e.get('chosen')}"
+            )
 
 
 def new_draft(package: str, repository: str, workspace: str, task: Task) -> PackageRevision:
