@@ -7,6 +7,7 @@ link tried. Any other outcome (success, failure, timeout) is final.
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 import traceback
 from collections.abc import Mapping, Sequence
@@ -80,13 +81,19 @@ class BuiltinRuntime:
         self._prefixes = tuple(p.rstrip("/") + "/" for p in prefixes)
 
     def lookup(self, image: str) -> Builtin | None:
+        """The builtin for ``image``: a version registered as ``name:tag`` wins over ``name``."""
         ref = parse_image(image)
-        for prefix in self._prefixes:
-            if ref.repository == prefix + ref.name:
-                return self._functions.get(ref.name)
-        if image.startswith("builtins/"):
-            return self._functions.get(ref.repository)
-        return None
+        key = ref.repository if image.startswith("builtins/") else ""
+        if not key:
+            for prefix in self._prefixes:
+                if ref.repository == prefix + ref.name:
+                    key = ref.name
+                    break
+        if not key:
+            return None
+        if ref.tag and f"{key}:{ref.tag}" in self._functions:
+            return self._functions[f"{key}:{ref.tag}"]
+        return self._functions.get(key)
 
     def run(self, spec: FunctionSpec, rl: ResourceList, *, timeout: float) -> FunctionOutput:
         fn = self.lookup(spec.image) if spec.image else None
@@ -98,14 +105,33 @@ class BuiltinRuntime:
             results=[],
         )
         try:
-            fn(work)
+            if _takes_timeout(fn):
+                fn(work, timeout=timeout)  # type: ignore[call-arg]
+            else:
+                fn(work)
         except FunctionFailure as exc:
-            return FunctionOutput(work, stderr=_failure_text(exc), exit_code=exc.exit_code or 1)
+            text = "\n".join(t for t in (work.stderr, _failure_text(exc)) if t)
+            return FunctionOutput(work, stderr=text, exit_code=exc.exit_code or 1)
         except Exception as exc:  # a bug in a builtin is that function's failure, not ours
             text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             return FunctionOutput(work, stderr=f"failed to evaluate function: {text}", exit_code=1)
         # As with kpt, only a non-zero exit fails a step; error results alone do not.
-        return FunctionOutput(work, exit_code=0)
+        return FunctionOutput(work, stderr=work.stderr, exit_code=0)
+
+
+_TAKES_TIMEOUT: dict[int, bool] = {}
+
+
+def _takes_timeout(fn: Builtin) -> bool:
+    """Whether a builtin bounds its own run time (``fn(rl, timeout=…)``, e.g. starlark)."""
+    known = _TAKES_TIMEOUT.get(id(fn))
+    if known is None:
+        try:
+            known = "timeout" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            known = False
+        _TAKES_TIMEOUT[id(fn)] = known
+    return known
 
 
 def _failure_text(exc: FunctionFailure) -> str:

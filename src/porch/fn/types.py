@@ -29,6 +29,7 @@ class ResourceList:
     items: list[CommentedMap] = field(default_factory=list)
     function_config: CommentedMap | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
+    stderr: str = ""  # what a builtin "printed" to stderr (starlark's print), even on success
 
 
 class FunctionFailure(Exception):

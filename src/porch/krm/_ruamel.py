@@ -114,6 +114,10 @@ _cache_bytes = 0
 _cache_lock = threading.Lock()
 
 
+def _represent_null(representer: Any, _data: Any) -> Any:
+    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
 def _instance() -> YAML:
     yaml: YAML | None = getattr(_local, "yaml", None)
     if yaml is None:
@@ -124,6 +128,8 @@ def _instance() -> YAML:
         yaml.allow_duplicate_keys = False
         # Never fold long scalars: a re-dump must not rewrap a line the author kept whole.
         yaml.width = sys.maxsize
+        # A null is spelled ``null`` in a re-dumped document, as kyaml (yaml.v3) writes it.
+        yaml.representer.add_representer(type(None), _represent_null)
         _local.yaml = yaml
     return yaml
 
