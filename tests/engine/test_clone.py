@@ -7,8 +7,11 @@ import yaml
 
 from porch.api.types import (
     GitPackage,
+    ObjectMeta,
     PackageCloneTaskSpec,
+    PackageRevision,
     PackageRevisionRef,
+    PackageRevisionSpec,
     Task,
     UpstreamPackage,
 )
@@ -92,3 +95,27 @@ def test_clone_survives_restart(harness: Harness) -> None:
     assert clone and clone.upstream_ref and clone.upstream_ref.upstream_ref
     assert clone.upstream_ref.upstream_ref.name == "blue.base.ws1"
     assert pr.status.upstream_lock is not None
+
+
+def test_upstream_from_another_namespace_is_not_found(harness: Harness) -> None:
+    harness.register("blue")
+    up = harness.publish("base", "ws1")
+    elsewhere = harness.engine.repositories.get(NS, "blue")
+    other = type(elsewhere)(
+        metadata=type(elsewhere.metadata)(name="green", namespace="other"),
+        spec=elsewhere.spec,
+    )
+    harness.engine.register_repository(other)
+    before = len(harness.engine.list("other")[0])
+    pr = PackageRevision(
+        metadata=ObjectMeta(namespace="other"),
+        spec=PackageRevisionSpec(
+            package_name="copy1",
+            repository="green",
+            workspace_name="ws1",
+            tasks=[clone_of(up.metadata.name)],
+        ),
+    )
+    with pytest.raises(NotFound, match=f'cannot find package revision "{up.metadata.name}"'):
+        harness.engine.create(pr)
+    assert len(harness.engine.list("other")[0]) == before  # nothing created

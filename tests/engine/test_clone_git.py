@@ -107,6 +107,12 @@ def test_clone_from_file_url(tmp_path: Path) -> None:
         _clone(engine, "other", GitPackage(repo=url, ref="v1", directory="blueprints/nope"))
     with pytest.raises(Unavailable):
         _clone(engine, "other", GitPackage(repo=f"file://{tmp_path}/missing.git", ref="v1"))
+    with pytest.raises(NotFound, match="no-such-ref") as unknown:
+        _clone(
+            engine, "other", GitPackage(repo=url, ref="no-such-ref", directory="blueprints/base")
+        )
+    assert unknown.value.code == 404
+    assert [pr.spec.package_name for pr in engine.list(NS)[0]] == ["site"]  # nothing else made
     engine.store.close()
 
 
