@@ -214,3 +214,21 @@ def test_upgrade_rules(harness: Harness) -> None:
                 upgrade_of(base1.metadata.name, base2.metadata.name, app.metadata.name, "sideways")
             ],
         )
+
+
+def test_upgrade_survives_restart(harness: Harness) -> None:
+    base1, base2, app = _setup(harness, "size")
+    pr = harness.create(
+        "app",
+        "v2",
+        repo="red",
+        tasks=[upgrade_of(base1.metadata.name, base2.metadata.name, app.metadata.name)],
+    )
+    harness.restart()
+    again = harness.engine.get(NS, pr.metadata.name)
+    assert [t.type for t in again.spec.tasks] == ["upgrade"]
+    spec = again.spec.tasks[0].upgrade
+    assert spec is not None and spec.new_upstream_ref is not None
+    assert spec.new_upstream_ref.name == base2.metadata.name
+    assert again.status.upstream_lock is not None and again.status.upstream_lock.git is not None
+    assert again.status.upstream_lock.git.ref == "base/v2"
