@@ -636,7 +636,9 @@ def write_items(pf: PackageFiles, items: list[CommentedMap]) -> dict[str, str]:
         if path.endswith(".json") and len(group) == 1:
             out[path] = _dump_json(pf, path, group[0])
         else:
-            out[path] = _dump_file(pf, path, group, indents)
+            text = _dump_file(pf, path, group, indents)
+            # kyaml writes every file it read, and always ends it with a newline
+            out[path] = text if not text or text.endswith("\n") else text + "\n"
     return out
 
 
@@ -656,6 +658,11 @@ def _dump_file(
     parts: list[str] = []
     for position, (item, sig) in enumerate(zip(group, sigs, strict=True)):
         original = _find_original(pf, path, position, sig, used)
+        if original is not None:
+            # the original text only stands in if kyaml would lay the object out the same way
+            style = WIDE if derive_seq_indent(original.document.source or "") == "wide" else COMPACT
+            if style != indents[position]:
+                original = None
         if original is None:
             # yaml.v3 starts a document at its first comment or node, never with blank lines
             text = dump_node(item, indents[position]).lstrip("\n")

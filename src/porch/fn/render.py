@@ -499,7 +499,9 @@ class _Renderer:
         package_name: str,
         tag_lister: TagLister | None,
         attribution: bool,
+        run_unselected: bool = False,
     ) -> None:
+        self.run_unselected = run_unselected
         self.files = files
         self.pf = kio.PackageFiles(files)
         self.runtime = runtime
@@ -863,7 +865,7 @@ class _Renderer:
             selected = select_input(items, fn.selectors, fn.exclusions)
             before = len(self.fn_results)
             output: list[CommentedMap] = []
-            if selected:
+            if selected or self.run_unselected:
                 try:
                     output = self._filter(pkg, runner, selected, scoped)
                     # kio.Pipeline reconciles the two annotation forms after the filter
@@ -1311,6 +1313,7 @@ def render(
     attribution: bool = True,
     in_place: bool = True,
     write_status: bool = True,
+    run_unselected: bool = False,
 ) -> RenderResult:
     """Render the package tree in ``files``; see the module docstring.
 
@@ -1319,7 +1322,9 @@ def render(
     runtime's ``list_tags`` if it has one); ``attribution`` adds kpt's
     ``cnrm.cloud.google.com/blueprint`` annotation to Config Connector resources;
     ``in_place=False`` is kpt's ``--output`` (see :class:`RenderResult`); ``write_status=False``
-    leaves the root Kptfile's ``status`` alone (kpt before the Rendered condition)."""
+    leaves the root Kptfile's ``status`` alone (kpt before the Rendered condition);
+    ``run_unselected=True`` runs a mutator whose selectors match nothing on an empty input, as
+    kpt did before it learned to skip it."""
     r = _Renderer(
         files,
         runtime,
@@ -1330,6 +1335,7 @@ def render(
         package_name=package_name,
         tag_lister=tag_lister,
         attribution=attribution,
+        run_unselected=run_unselected,
     )
     unchanged = dict(files)
     root_dir = r.pf.root()

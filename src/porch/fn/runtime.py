@@ -12,6 +12,7 @@ import re
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from porch.fn.types import (
     DEFAULT_IMAGE_PREFIX,
@@ -65,6 +66,22 @@ def parse_image(image: str) -> ImageRef:
     return ImageRef(repository=repository, name=last, tag=tag, digest=digest)
 
 
+SDK_SORTED = frozenset(
+    ("set-namespace", "set-labels", "apply-replacements", "set-image", "kubeconform")
+)
+"""Catalog functions built on kpt-functions-sdk, which sorts its output items by
+``apiVersion kind namespace name`` before writing them."""
+
+
+def sdk_sort_key(item: Any) -> str:
+    meta = item.get("metadata") if isinstance(item, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    return (
+        f"{item.get('apiVersion') or ''} {item.get('kind') or ''} "
+        f"{meta.get('namespace') or ''} {meta.get('name') or ''}"
+    )
+
+
 class BuiltinRuntime:
     """In-process Python functions, found by catalog name under the catalog registries."""
 
@@ -78,6 +95,9 @@ class BuiltinRuntime:
 
             functions = builtins()
         self._functions = dict(functions)
+        self._sorted = {
+            id(fn) for name, fn in self._functions.items() if name.split(":")[0] in SDK_SORTED
+        }
         self._prefixes = tuple(p.rstrip("/") + "/" for p in prefixes)
 
     def lookup(self, image: str) -> Builtin | None:
@@ -115,6 +135,8 @@ class BuiltinRuntime:
         except Exception as exc:  # a bug in a builtin is that function's failure, not ours
             text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             return FunctionOutput(work, stderr=f"failed to evaluate function: {text}", exit_code=1)
+        if id(fn) in self._sorted:
+            work.items.sort(key=sdk_sort_key)
         # As with kpt, only a non-zero exit fails a step; error results alone do not.
         return FunctionOutput(work, stderr=work.stderr, exit_code=0)
 
