@@ -23,14 +23,19 @@ output passes through Go maps.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import io
 import json
 import math
+import os
 import re
+import select
 import subprocess
 import sys
+import threading
+import time
 import tokenize
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, cast
@@ -203,35 +208,130 @@ def _gvk_string(api_version: str, kind: str) -> str:
 
 
 def _run_worker(request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    code = (
-        "import importlib.util as u, sys\n"
-        "s = u.spec_from_file_location('porch_starlark_worker', sys.argv[1])\n"
-        "m = u.module_from_spec(s)\n"
-        "s.loader.exec_module(m)\n"
-        "m.worker_main()\n"
-    )
+    """Evaluate in a long-lived worker process (starting one costs ~0.15 s); a worker that
+    overruns ``timeout`` or dies is killed and replaced, so a runaway script never lingers."""
+    worker = _acquire_worker()
     try:
-        proc = subprocess.run(
-            [sys.executable, "-c", code, __file__],
-            input=json.dumps(request).encode(),
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
+        reply = worker.call(request, timeout)
+    except _WorkerTimeout:
+        worker.kill()
         return {
             "ok": False,
             "error": f"starlark program did not finish within {timeout:g}s and was stopped",
         }
-    try:
-        reply = json.loads(proc.stdout.decode("utf-8", "replace"))
-    except ValueError:
-        reply = None
-    if not isinstance(reply, dict):
-        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        tail = detail[-1] if detail else f"exit code {proc.returncode}"
-        return {"ok": False, "error": f"starlark runtime failed: {tail}"}
+    except _WorkerDied as exc:
+        worker.kill()
+        return {"ok": False, "error": f"starlark runtime failed: {exc}"}
+    _release_worker(worker)
     return reply
+
+
+_WORKER_CODE = (
+    "import importlib.util as u, sys\n"
+    "s = u.spec_from_file_location('porch_starlark_worker', sys.argv[1])\n"
+    "m = u.module_from_spec(s)\n"
+    "s.loader.exec_module(m)\n"
+    "m.worker_loop()\n"
+)
+_IDLE: list[_Worker] = []
+_IDLE_LOCK = threading.Lock()
+_MAX_IDLE = 4
+
+
+class _WorkerTimeout(Exception):
+    pass
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_CODE, __file__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        data = json.dumps(request).encode()
+        try:
+            self.proc.stdin.write(len(data).to_bytes(8, "big") + data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise _WorkerDied(f"cannot reach the worker: {exc}") from None
+        deadline = time.monotonic() + timeout
+        head = self._read(8, deadline)
+        body = self._read(int.from_bytes(head, "big"), deadline)
+        try:
+            reply = json.loads(body.decode("utf-8", "replace"))
+        except ValueError:
+            raise _WorkerDied("the worker sent a malformed reply") from None
+        if not isinstance(reply, dict):
+            raise _WorkerDied("the worker sent a malformed reply")
+        return reply
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        chunks: list[bytes] = []
+        missing = size
+        while missing > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _WorkerTimeout()
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                raise _WorkerTimeout()
+            chunk = os.read(fd, min(missing, 1 << 20))
+            if not chunk:
+                raise _WorkerDied(f"the worker exited (code {self.proc.poll()})")
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def _acquire_worker() -> _Worker:
+    with _IDLE_LOCK:
+        while _IDLE:
+            worker = _IDLE.pop()
+            if worker.alive():
+                return worker
+            worker.kill()
+    return _Worker()
+
+
+def _release_worker(worker: _Worker) -> None:
+    with _IDLE_LOCK:
+        if worker.alive() and len(_IDLE) < _MAX_IDLE:
+            _IDLE.append(worker)
+            return
+    worker.kill()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    with _IDLE_LOCK:
+        workers, _IDLE[:] = list(_IDLE), []
+    for worker in workers:
+        worker.kill()
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,15 +559,37 @@ def _rewrite_ctx_regex(source: str) -> str:
 
 
 def worker_main() -> None:
+    """One request on stdin, one reply on stdout (kept for running a script by hand)."""
     request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    sys.stdout.write(json.dumps(_answer(request)))
+    sys.stdout.flush()
+
+
+def worker_loop() -> None:
+    """Serve length-prefixed JSON requests until stdin closes (see :class:`_Worker`)."""
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but replies may reach the reply pipe
+    while True:
+        head = inp.read(8)
+        if len(head) < 8:
+            return
+        body = inp.read(int.from_bytes(head, "big"))
+        try:
+            reply = _answer(json.loads(body.decode("utf-8")))
+        except Exception as exc:  # a bug here must not take the worker's caller down
+            reply = {"ok": False, "error": f"starlark runtime failed: {exc}", "prints": []}
+        data = json.dumps(reply).encode()
+        out.write(len(data).to_bytes(8, "big") + data)
+        out.flush()
+
+
+def _answer(request: Mapping[str, Any]) -> dict[str, Any]:
     prints: list[str] = []
     try:
         items = _evaluate(request, prints)
-        reply: dict[str, Any] = {"ok": True, "items": items, "prints": prints}
+        return {"ok": True, "items": items, "prints": prints}
     except _ScriptError as exc:
-        reply = {"ok": False, "error": str(exc), "prints": prints}
-    sys.stdout.write(json.dumps(reply))
-    sys.stdout.flush()
+        return {"ok": False, "error": str(exc), "prints": prints}
 
 
 class _ScriptError(Exception):
