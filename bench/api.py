@@ -660,12 +660,16 @@ def run(server: Server, work: Path, args: argparse.Namespace, seeded_s: float) -
         "list_table_p50_ms": round(p(table, 0.5), 3),
         "list_package_p50_ms": round(p(by_package, 0.5), 3),
         "watch_p50_ms": round(p(watch.latencies, 0.5), 3) if watch.latencies else None,
+        "watch_after_request_p50_ms": round(p(watch.after_request, 0.5), 3)
+        if watch.after_request
+        else None,
         "watch_after_request_p99_ms": round(p(watch.after_request, 0.99), 3)
         if watch.after_request
         else None,
         "watch_spread_p99_ms": round(p(watch.spread, 0.99), 3) if watch.spread else None,
         "watch_missing": watch.missing,
         "patch_p50_ms": round(p(watch.writes, 0.5), 3),
+        "patch_p99_ms": round(p(watch.writes, 0.99), 3),
         "orjson_dumps_p50_ms": round(base, 3),
         "healthz_p50_ms": round(floor, 3),
         "ratio_list_vs_orjson": round(p(full, 0.5) / base, 2),

@@ -17,7 +17,7 @@ def test_store_locations(tmp_path: Path) -> None:
     assert store_path(Settings(tmp_path)) == tmp_path / "store.db"
     assert store_path(Settings(tmp_path, store=str(tmp_path / "x.db"))) == tmp_path / "x.db"
     assert store_path(Settings(tmp_path, store="sqlite:///var/a.db")) == Path("/var/a.db")
-    with pytest.raises(Invalid, match='"postgresql" stores are not supported'):
+    with pytest.raises(Invalid, match="not a SQLite store"):
         store_path(Settings(tmp_path, store="postgresql://u@localhost/db"))
 
 
@@ -47,8 +47,33 @@ def test_serve_refuses_unsupported_store(tmp_path: Path) -> None:
             "--insecure-http",
             "--allow-anonymous",
             "--store",
-            "postgresql://localhost/porch",
+            "mysql://localhost/porch",
         ],
     )
     assert result.exit_code == 1
-    assert "stores are not supported" in result.output
+    assert '"mysql" stores are not supported' in result.output
+
+
+def test_serve_reports_an_unreachable_postgres(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket closes
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-http",
+            "--allow-anonymous",
+            "--store",
+            f"postgresql://porch:s3cret@127.0.0.1:{port}/porch",
+        ],
+    )
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{port}" in result.output
+    assert "s3cret" not in result.output

@@ -21,10 +21,16 @@ from porch.api.types import (
 )
 from porch.engine import Engine
 from porch.engine.engine import UpstreamFetcher
+from porch.engine.render import (
+    DEFAULT_FUNCTION_TIMEOUT,
+    FunctionRenderer,
+    RuntimeOptions,
+)
 from porch.engine.sealing import Sealer
 from porch.errors import Invalid, NotFound
+from porch.fn.types import DEFAULT_IMAGE_PREFIX
 from porch.repository.types import PackageRepository
-from porch.store import SqliteStore
+from porch.store.factory import open_store
 
 DEMO_NAMESPACE = "default"
 DEMO_REPOSITORY = "demo"
@@ -48,22 +54,29 @@ class Settings:
     data_dir: Path
     store: str = ""  # "" = SQLite under the data dir; a path or sqlite:///path otherwise
     encryption_key_file: Path | None = None
+    # The KRM function runtime (docs/functions.md): builtins always run in-process; an exec
+    # allow-list and a remote function runner are added only when configured.
+    function_runner: str = ""  # HOST:PORT of a `porch fn-runner`
+    default_image_prefix: str = DEFAULT_IMAGE_PREFIX
+    function_timeout: float = DEFAULT_FUNCTION_TIMEOUT  # seconds per function call
+    exec_config: Path | None = None  # allow-listed binaries; the exec runtime is off without it
+
+    def runtime_options(self) -> RuntimeOptions:
+        return RuntimeOptions(
+            function_runner=self.function_runner,
+            default_image_prefix=self.default_image_prefix,
+            function_timeout=self.function_timeout,
+            exec_config=self.exec_config,
+        )
 
 
 def store_path(settings: Settings) -> Path:
-    """Where the SQLite store lives; other stores are refused with a clear message."""
-    value = settings.store
-    if not value:
-        return settings.data_dir / "store.db"
-    if value.startswith("sqlite://"):
-        return Path(value[len("sqlite://") :])
-    if "://" in value:
-        scheme = value.split("://", 1)[0]
-        raise Invalid(
-            f'--store: "{scheme}" stores are not supported by this build; use a SQLite file'
-            " path (PostgreSQL arrives with the scale-out work)"
-        )
-    return Path(value)
+    """Where a SQLite store lives (``--store`` empty, a path or ``sqlite://PATH``)."""
+    from porch.store.factory import sqlite_path, store_kind
+
+    if store_kind(settings.store) != "sqlite":
+        raise Invalid(f"--store {settings.store.split('://', 1)[0]}:// is not a SQLite store")
+    return sqlite_path(settings.store, settings.data_dir)
 
 
 def make_opener(data_dir: Path) -> Callable[[Repository], PackageRepository]:
@@ -110,17 +123,17 @@ def make_upstream_fetcher(data_dir: Path) -> UpstreamFetcher:
 
 def build_engine(settings: Settings) -> Engine:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path = store_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sealer = None
     if settings.encryption_key_file is not None:
         try:
             sealer = Sealer.from_file(settings.encryption_key_file)
         except OSError as exc:
             raise Invalid(f"--encryption-key-file: {exc.strerror}: {exc.filename}") from None
+    renderer = FunctionRenderer.from_options(settings.runtime_options())
     engine = Engine(
-        store=SqliteStore(path),
+        store=open_store(settings.store, settings.data_dir),
         opener=make_opener(settings.data_dir),
+        renderer=renderer,
         sealer=sealer,
         fetch_upstream=make_upstream_fetcher(settings.data_dir),
     )

@@ -22,6 +22,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from porch.apiserver import Security, create_app
 from porch.engine import Engine
 from porch.server import Settings, build_engine, ensure_demo
+from porch.testing.postgres import store_url_from_env
 
 NS = "default"
 PR_PATH = "/apis/porch.kpt.dev/v1alpha1/namespaces/default/packagerevisions"
@@ -34,7 +35,8 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     data = tmp_path / "data"
-    eng = build_engine(Settings(data_dir=data))
+    # PORCH_TEST_STORE=postgres runs the API suite on a throwaway PostgreSQL database
+    eng = build_engine(Settings(data_dir=data, store=store_url_from_env(tmp_path)))
     ensure_demo(eng, data)
     yield eng
     eng.store.close()

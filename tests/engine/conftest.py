@@ -21,7 +21,8 @@ from porch.api.types import (
 from porch.engine import Engine
 from porch.repository.memory import MemoryRepository
 from porch.repository.types import PackageRepository
-from porch.store import SqliteStore
+from porch.store.factory import open_store
+from porch.testing.postgres import store_url_from_env
 
 NS = "default"
 
@@ -99,6 +100,7 @@ class Harness:
     store_path: Path
     engine: Engine
     faults: dict[str, Callable[[], None]] = field(default_factory=dict)
+    store_url: str = ""
 
     def fault(self, point: str) -> None:
         action = self.faults.get(point)
@@ -109,7 +111,9 @@ class Harness:
         self.engine.store.close()
         self.backend.forget_adapters()
         self.engine = Engine(
-            store=SqliteStore(self.store_path), opener=self.backend.opener, fault=self.fault
+            store=open_store(self.store_url, self.store_path.parent),
+            opener=self.backend.opener,
+            fault=self.fault,
         )
         self.engine.start()
         return self.engine
@@ -168,7 +172,14 @@ class Harness:
 @pytest.fixture
 def harness(backend: Backend, tmp_path: Path) -> Iterator[Harness]:
     store_path = tmp_path / "store.db"
-    h = Harness(backend, store_path, Engine(store=SqliteStore(store_path), opener=backend.opener))
+    # PORCH_TEST_STORE=postgres runs the engine suite on a throwaway PostgreSQL database
+    url = store_url_from_env(tmp_path)
+    h = Harness(
+        backend,
+        store_path,
+        Engine(store=open_store(url, tmp_path), opener=backend.opener),
+        store_url=url,
+    )
     h.engine = Engine(store=h.engine.store, opener=backend.opener, fault=h.fault)
     yield h
     h.engine.store.close()

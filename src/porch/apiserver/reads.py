@@ -166,6 +166,8 @@ async def watch(
         bookmarks=(q.get("allowWatchBookmarks", "").lower() in ("true", "1")),
         timeout=timeout,
         start_rv=int(start_rv),
+        # what the watcher's filter depends on: streams alike share one selector check
+        group=(rt.group, rt.plural, namespace, q.get("labelSelector", ""), fields),
     )
     metrics = request.app.state.metrics
     metrics.watch_opened(rt.plural)

@@ -4,6 +4,11 @@ the periodic compaction of the watch event log.
 Client certificates: uvicorn does not put the peer certificate into the ASGI scope, so the
 HTTP protocol class below reads it from the TLS transport when a connection is made and hands
 the subject to the app through the ASGI TLS extension (``scope["extensions"]["tls"]``).
+
+The same class hands each request the connection's asyncio transport
+(``scope["extensions"]["porch.transport"]``): watch streams write their pre-framed chunks
+straight to it from one loop callback per event (``watchstream.Fanout``) instead of waking a
+task and going through the ASGI ``send`` chain per stream.
 """
 
 from __future__ import annotations
@@ -23,21 +28,29 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from porch.apiserver.tls import subject_from_peercert
+from porch.apiserver.watchstream import TRANSPORT_EXTENSION
 from porch.engine import Engine
 
 COMPACT_EVERY = 30.0
 
 
-class _PeerCertHttpTools(HttpToolsProtocol):
+class HttpProtocol(HttpToolsProtocol):
     # httptools parses and frames in C: with 1,000 watch streams the per-chunk cost of the
-    # pure-Python h11 protocol was most of a publish. The hook hands the verified client
-    # certificate's subject to authentication.
+    # pure-Python h11 protocol was most of a publish. The hooks hand the verified client
+    # certificate's subject to authentication and the transport to watch streams.
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {TRANSPORT_EXTENSION: self.transport}  # type: ignore[dict-item]
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         sslobj = transport.get_extra_info("ssl_object")
         peer = sslobj.getpeercert() if sslobj is not None else None
         if peer:
             self.app = _with_subject(self.app, subject_from_peercert(peer))
+
+
+_PeerCertHttpTools = HttpProtocol  # the former name
 
 
 def _with_subject(inner: Any, subject: str) -> ASGIApp:
@@ -108,7 +121,7 @@ def run(
             kwargs.update(ssl_ca_certs=str(tls.client_ca), ssl_cert_reqs=ssl.CERT_OPTIONAL)
     config = uvicorn.Config(
         app,
-        http=_PeerCertHttpTools,
+        http=HttpProtocol,
         lifespan="off",
         access_log=False,
         log_config=None,

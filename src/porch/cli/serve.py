@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from porch.errors import PorchError
+from porch.fn.types import DEFAULT_IMAGE_PREFIX
 
 MIB = 1024 * 1024
 
@@ -60,12 +61,39 @@ MIB = 1024 * 1024
 @click.option(
     "--store",
     default="",
-    help="Store location: a SQLite file path or sqlite:///path [default: DATA_DIR/store.db].",
+    help=(
+        "Store: a SQLite file path or sqlite:///path [default: DATA_DIR/store.db], or"
+        " postgresql://USER:PASSWORD@HOST:PORT/DB for several replicas on one database."
+    ),
 )
 @click.option(
     "--encryption-key-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Fernet key file; Secret data is then encrypted at rest (see docs/auth.md).",
+)
+@click.option(
+    "--function-runner",
+    default="",
+    metavar="HOST:PORT",
+    help="A function runner (`porch fn-runner`) for images no builtin or exec entry provides.",
+)
+@click.option(
+    "--default-image-prefix",
+    default=DEFAULT_IMAGE_PREFIX,
+    show_default=True,
+    help="Registry prefix of function images given without one.",
+)
+@click.option(
+    "--function-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds one function call may take.",
+)
+@click.option(
+    "--exec-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Allow-list of local function binaries (see docs/functions.md); exec is off without it.",
 )
 def serve(
     data_dir: Path,
@@ -80,6 +108,10 @@ def serve(
     watch_history: int,
     store: str,
     encryption_key_file: Path | None,
+    function_runner: str,
+    default_image_prefix: str,
+    function_timeout: float,
+    exec_config: Path | None,
 ) -> None:
     """Serve the Porch API for kubectl and Kubernetes clients."""
     if insecure_http and not allow_anonymous:
@@ -96,7 +128,15 @@ def serve(
     data_dir = data_dir.resolve()
     try:
         engine = build_engine(
-            Settings(data_dir=data_dir, store=store, encryption_key_file=encryption_key_file)
+            Settings(
+                data_dir=data_dir,
+                store=store,
+                encryption_key_file=encryption_key_file,
+                function_runner=function_runner,
+                default_image_prefix=default_image_prefix,
+                function_timeout=function_timeout,
+                exec_config=exec_config,
+            )
         )
         ensure_demo(engine, data_dir)
     except PorchError as exc:

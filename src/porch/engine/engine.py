@@ -50,6 +50,7 @@ from porch.errors import (
     BadRequest,
     Expired,
     Forbidden,
+    InternalError,
     Invalid,
     NotFound,
     PorchError,
@@ -1034,15 +1035,22 @@ class Engine:
                     " remote. Fix locally (until 'kpt fn render' succeeds) and retry. Details: "
                     + outcome.error
                 )
-            change = adapter.write(
-                package=row.package,
-                workspace=row.workspace,
-                files=outcome.files,
-                lifecycle=Lifecycle.DRAFT,
-                task={"type": "render"},
-                author=self._author(repo, user),
-                base=info,
-            )
+            try:
+                change = adapter.write(
+                    package=row.package,
+                    workspace=row.workspace,
+                    files=outcome.files,
+                    lifecycle=Lifecycle.DRAFT,
+                    task={"type": "render"},
+                    author=self._author(repo, user),
+                    base=info,
+                )
+            except PorchError as exc:
+                if not outcome.failed:
+                    raise
+                raise InternalError(
+                    f"failed to persist resources after render failure: {exc}"
+                ) from exc
             assert change.info is not None
             self._remember_files(adapter, change.info, outcome.files)
             new_row = convert.row_from_info(
@@ -1061,7 +1069,8 @@ class Engine:
                     pushed=True,
                 )
             result = convert.to_resources(new_row, outcome.files, repo=repo, latest=False)
-            if outcome.result is not None:
+            # Porch keeps the render result for the response when it says anything (§3.3.5).
+            if outcome.result is not None and (outcome.result.get("items") or outcome.error):
                 from porch.api._serde import from_dict
                 from porch.api.types import RenderStatus
 

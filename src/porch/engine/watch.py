@@ -4,6 +4,13 @@ A watcher registers before it reads the log or the initial list, so nothing comm
 between is lost; events it has already seen (by resourceVersion) are dropped, so nothing is
 sent twice. A watcher that falls more than ``capacity`` events behind is closed with a
 410-style error instead of blocking writers (clients re-list and watch again).
+
+Each watcher has its own queue, filled from the writer's thread. A server with many streams
+can instead ``subscribe`` once to the hub and ``detach`` its watchers from it: then a publish
+costs the writer one call per subscriber, not one filter and queue per watcher, and the
+subscriber delivers the events itself (``porch.apiserver.watchstream``). ``detach`` returns
+the publish sequence number up to which the watcher's own queue has the events; the
+subscriber delivers those after it.
 """
 
 from __future__ import annotations
@@ -59,6 +66,19 @@ class Watcher:
         callback = self._notify
         if callback is not None:
             callback()
+
+    @property
+    def hub(self) -> WatchHub:
+        return self._hub
+
+    @property
+    def capacity(self) -> int:
+        """How many undelivered events this watcher may fall behind before it is ended."""
+        return self._capacity
+
+    def matches(self, obj: dict[str, Any]) -> bool:
+        """Whether a live event's object is one this watch asked for (its selectors)."""
+        return self._predicate(obj)
 
     def has_pending(self) -> bool:
         return not self._queue.empty()
@@ -131,10 +151,19 @@ class Watcher:
             yield item
 
 
+Subscriber = Callable[[int, WatchEvent], None]
+
+
 class WatchHub:
     def __init__(self, capacity: int = 10_000) -> None:
-        self._watchers: set[Watcher] = set()
+        self._watchers: set[Watcher] = set()  # fed one by one by publish
+        self._detached: set[Watcher] = set()  # fed by a subscriber
+        self._subscribers: tuple[Subscriber, ...] = ()
         self._lock = threading.Lock()
+        # One publish at a time (writers already publish in commit order); detach waits for it,
+        # so every event is either in a watcher's queue or after its sequence number.
+        self._publishing = threading.Lock()
+        self._seq = 0
         self._capacity = capacity
 
     def add(self, predicate: Callable[[dict[str, Any]], bool]) -> Watcher:
@@ -146,14 +175,43 @@ class WatchHub:
     def remove(self, watcher: Watcher) -> None:
         with self._lock:
             self._watchers.discard(watcher)
+            self._detached.discard(watcher)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """``subscriber(seq, event)`` is called for every later event, unfiltered, in order.
+
+        It runs in the writer's thread while the hub holds its publish lock: it must only
+        hand the event on (never block, never call back into the hub).
+        """
+        with self._publishing, self._lock:
+            self._subscribers = (*self._subscribers, subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._publishing, self._lock:
+            self._subscribers = tuple(s for s in self._subscribers if s != subscriber)
+
+    def detach(self, watcher: Watcher) -> int:
+        """Stop queueing events for ``watcher``; returns the sequence number of the last event
+        its queue got (a subscriber delivers the events after it)."""
+        with self._publishing, self._lock:
+            if watcher in self._watchers:
+                self._watchers.discard(watcher)
+                self._detached.add(watcher)
+            return self._seq
 
     def publish(self, event: WatchEvent) -> None:
-        with self._lock:
-            watchers = list(self._watchers)
-        for watcher in watchers:
-            watcher._offer(event)
+        with self._publishing:
+            self._seq += 1
+            seq = self._seq
+            with self._lock:
+                watchers = list(self._watchers) if self._watchers else []
+                subscribers = self._subscribers
+            for watcher in watchers:
+                watcher._offer(event)
+            for subscriber in subscribers:
+                subscriber(seq, event)
 
     @property
     def count(self) -> int:
         with self._lock:
-            return len(self._watchers)
+            return len(self._watchers) + len(self._detached)
