@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: install run test lint typecheck imports unit bench clean
+.PHONY: install run test lint typecheck imports unit unit-postgres conformance bench clean
 
 install: $(STAMP)
 
@@ -29,7 +29,20 @@ imports: install
 unit: install
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test: lint typecheck imports unit
+# The engine and API suites again, on a throwaway PostgreSQL (started by the tests themselves).
+unit-postgres: install
+	PORCH_TEST_STORE=postgres $(BIN)/pytest -q -p no:cacheprovider tests/engine tests/apiserver
+
+# kpt's fn-render e2e cases and the function catalog's examples/tests, from ../shared.
+SHARED ?= ../shared/conformance
+conformance: install
+	@if [ -d "$(SHARED)" ]; then \
+		$(BIN)/porch conformance kpt-fn-render $(SHARED)/kpt-fn-render && \
+		$(BIN)/porch conformance krm-catalog $(SHARED)/krm-functions-catalog/examples \
+			$(SHARED)/krm-functions-catalog/tests; \
+	else echo "conformance: $(SHARED) not found, skipped"; fi
+
+test: lint typecheck imports unit unit-postgres conformance
 
 bench: install
 	$(BIN)/python bench/lifecycle.py
