@@ -7,11 +7,14 @@ link tried. Any other outcome (success, failure, timeout) is final.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
+import json
 import re
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from porch.fn.types import (
@@ -115,6 +118,16 @@ class BuiltinRuntime:
             return self._functions[f"{key}:{ref.tag}"]
         return self._functions.get(key)
 
+    def list_tags(self, image: str) -> list[str]:
+        """Tags a ``tag:`` semver constraint may pick for ``image``: the catalog versions the
+        builtin stands in for (``fn/data/catalog-versions.json``); none for other images."""
+        ref = parse_image(image)
+        if not any(ref.repository == p + ref.name for p in self._prefixes):
+            return []
+        if ref.name not in self._functions:
+            return []
+        return list(_catalog_versions().get(ref.name, []))
+
     def run(self, spec: FunctionSpec, rl: ResourceList, *, timeout: float) -> FunctionOutput:
         fn = self.lookup(spec.image) if spec.image else None
         if fn is None:
@@ -139,6 +152,13 @@ class BuiltinRuntime:
             work.items.sort(key=sdk_sort_key)
         # As with kpt, only a non-zero exit fails a step; error results alone do not.
         return FunctionOutput(work, stderr=work.stderr, exit_code=0)
+
+
+@functools.cache
+def _catalog_versions() -> dict[str, list[str]]:
+    raw = resources.files("porch.fn").joinpath("data/catalog-versions.json").read_text()
+    data = json.loads(raw)
+    return {k: [str(v) for v in vs] for k, vs in data.items() if not k.startswith("_")}
 
 
 _TAKES_TIMEOUT: dict[int, bool] = {}
@@ -173,3 +193,12 @@ class Chain:
             except FunctionNotFound:
                 continue
         raise FunctionNotFound(spec.image or spec.exec_path)
+
+    def list_tags(self, image: str) -> list[str]:
+        """The tags any link of the chain knows for ``image`` (for ``tag:`` constraints)."""
+        tags: list[str] = []
+        for runtime in self._runtimes:
+            lister = getattr(runtime, "list_tags", None)
+            if lister is not None:
+                tags.extend(t for t in lister(image) if t not in tags)
+        return tags
