@@ -27,7 +27,8 @@ from porch.engine.render import (
     RuntimeOptions,
 )
 from porch.engine.sealing import Sealer
-from porch.errors import Invalid, NotFound
+from porch.engine.sync import RepositorySyncer, SyncSettings
+from porch.errors import AlreadyExists, Invalid, NotFound
 from porch.fn.types import DEFAULT_IMAGE_PREFIX
 from porch.repository.types import PackageRepository
 from porch.store.factory import open_store
@@ -60,6 +61,20 @@ class Settings:
     default_image_prefix: str = DEFAULT_IMAGE_PREFIX
     function_timeout: float = DEFAULT_FUNCTION_TIMEOUT  # seconds per function call
     exec_config: Path | None = None  # allow-listed binaries; the exec runtime is off without it
+    # Repository sync inside the server (docs/sync.md); off with sync=False.
+    sync: bool = True
+    sync_ref_interval: float = 60.0  # seconds between ref checks of each repository
+    sync_full_interval: float = 3600.0  # seconds between full syncs (no spec.sync.schedule)
+    max_concurrent_syncs: int = 4
+    sync_timeout: float = 60.0  # seconds one repository's sync may take
+
+    def sync_settings(self) -> SyncSettings:
+        return SyncSettings(
+            ref_interval=self.sync_ref_interval,
+            full_interval=self.sync_full_interval,
+            max_concurrent=self.max_concurrent_syncs,
+            timeout=self.sync_timeout,
+        )
 
     def runtime_options(self) -> RuntimeOptions:
         return RuntimeOptions(
@@ -79,12 +94,25 @@ def store_path(settings: Settings) -> Path:
     return sqlite_path(settings.store, settings.data_dir)
 
 
-def make_opener(data_dir: Path) -> Callable[[Repository], PackageRepository]:
+def make_opener(
+    data_dir: Path, secrets: Callable[[str, str], dict[str, str]] | None = None
+) -> Callable[[Repository], PackageRepository]:
+    """``secrets(namespace, name)`` resolves ``spec.oci.secretRef`` (None: anonymous)."""
     mirrors = data_dir / "git"
 
     def opener(repo: Repository) -> PackageRepository:
         from porch.repository.git import GitRepository
 
+        if repo.spec.type == "oci":
+            from porch.repository.oci import OciRepository, secret_credentials
+
+            oci = repo.spec.oci
+            assert oci is not None
+            ref = oci.secret_ref.name if oci.secret_ref else ""
+            return OciRepository(
+                oci.registry,
+                credentials=secret_credentials(repo.metadata.namespace, ref, secrets),
+            )
         assert repo.spec.git is not None
         return GitRepository(
             repo.spec.git.repo,
@@ -130,15 +158,28 @@ def build_engine(settings: Settings) -> Engine:
         except OSError as exc:
             raise Invalid(f"--encryption-key-file: {exc.strerror}: {exc.filename}") from None
     renderer = FunctionRenderer.from_options(settings.runtime_options())
+    holder: list[Engine] = []  # OCI credentials come from Secrets the engine keeps
+
+    def secrets(namespace: str, name: str) -> dict[str, str]:
+        return holder[0].credentials(namespace, name)
+
     engine = Engine(
         store=open_store(settings.store, settings.data_dir),
-        opener=make_opener(settings.data_dir),
+        opener=make_opener(settings.data_dir, secrets=secrets),
         renderer=renderer,
         sealer=sealer,
         fetch_upstream=make_upstream_fetcher(settings.data_dir),
     )
+    holder.append(engine)
     engine.start()
     return engine
+
+
+def build_syncer(engine: Engine, settings: Settings) -> RepositorySyncer | None:
+    """The background repository syncer (not started), or None when sync is off."""
+    if not settings.sync:
+        return None
+    return RepositorySyncer(engine, settings.sync_settings())
 
 
 def ensure_demo(engine: Engine, data_dir: Path) -> bool:
@@ -152,16 +193,19 @@ def ensure_demo(engine: Engine, data_dir: Path) -> bool:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         pygit2.init_repository(str(path), bare=True, initial_head="main")
-    engine.register_repository(
-        Repository(
-            metadata=ObjectMeta(name=DEMO_REPOSITORY, namespace=DEMO_NAMESPACE),
-            spec=RepositorySpec(
-                type="git",
-                description="Demo packages created by porch on first start",
-                git=GitRepositorySpec(repo=str(path), branch="main", create_branch=True),
-            ),
+    try:
+        engine.register_repository(
+            Repository(
+                metadata=ObjectMeta(name=DEMO_REPOSITORY, namespace=DEMO_NAMESPACE),
+                spec=RepositorySpec(
+                    type="git",
+                    description="Demo packages created by porch on first start",
+                    git=GitRepositorySpec(repo=str(path), branch="main", create_branch=True),
+                ),
+            )
         )
-    )
+    except AlreadyExists:
+        return False  # another replica on the same store registered it first
     existing = {p.spec.package_name for p in engine.list(DEMO_NAMESPACE)[0]}
     for package, description, resource in DEMO_PACKAGES:
         if package in existing:

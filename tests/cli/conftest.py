@@ -81,7 +81,9 @@ def bare_repo(path: Path) -> Path:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    srv = start(tmp_path / "data", "--insecure-http", "--allow-anonymous")
+    # --no-sync: the background syncer's status writes would make resourceVersions in the
+    # transcripts depend on timing (the syncer has its own tests)
+    srv = start(tmp_path / "data", "--insecure-http", "--allow-anonymous", "--no-sync")
     yield srv
     srv.stop()
 

@@ -149,3 +149,37 @@ def test_deployment_flag_change_reaches_every_revision(harness: Harness) -> None
     after, _ = harness.engine.list_bodies(NS)
     assert [b["status"].get("deployment") for b in after] == [True] * len(before)
     assert after == [p.to_dict() for p in harness.engine.list(NS)[0]]
+
+
+def test_racing_object_updates_have_one_winner(harness: Harness) -> None:
+    """The resourceVersion check runs inside the write transaction (holds across replicas)."""
+    import threading
+
+    objects = harness.engine.objects
+    secret = objects.create(
+        "Secret",
+        {"metadata": {"name": "s", "namespace": NS}, "type": "Opaque", "data": {"k": "MQ=="}},
+    )
+    rv = secret["metadata"]["resourceVersion"]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(16)
+
+    def update(i: int) -> None:
+        body = {
+            "metadata": {"name": "s", "namespace": NS, "resourceVersion": rv},
+            "type": "Opaque",
+            "data": {"k": f"{i}".encode().hex()},
+        }
+        barrier.wait()
+        try:
+            objects.update("Secret", body)
+            outcomes.append("ok")
+        except StaleResourceVersion:
+            outcomes.append("409")
+
+    threads = [threading.Thread(target=update, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["409"] * 15 + ["ok"]

@@ -325,10 +325,9 @@ class Fanout:
     def _deliver(self, job: _Job, end: int) -> None:
         seq, rv, chunk = job.seq, job.rv, job.chunk
         for sink in job.targets[job.index : end]:
-            if sink.gone or seq <= sink.cutoff:
-                continue
-            if rv > sink.last_rv:
-                sink.last_rv = rv
+            if sink.gone or seq <= sink.cutoff or rv <= sink.last_rv:
+                continue  # gone, handed over before this event, or already sent
+            sink.last_rv = rv
             transport = sink.transport
             if transport.is_closing():
                 continue  # the client went away: its task ends on the disconnect

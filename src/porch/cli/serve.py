@@ -95,6 +95,37 @@ MIB = 1024 * 1024
     type=click.Path(dir_okay=False, path_type=Path),
     help="Allow-list of local function binaries (see docs/functions.md); exec is off without it.",
 )
+@click.option(
+    "--sync-ref-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds between checks of each repository's git refs (a change triggers a sync).",
+)
+@click.option(
+    "--sync-full-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3600.0,
+    show_default=True,
+    help="Seconds between full syncs of a repository without spec.sync.schedule.",
+)
+@click.option(
+    "--max-concurrent-syncs",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Repository syncs running at once.",
+)
+@click.option(
+    "--sync-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds one repository's sync may take before it is marked not Ready.",
+)
+@click.option(
+    "--no-sync", is_flag=True, help="Do not sync repositories in the background (docs/sync.md)."
+)
 def serve(
     data_dir: Path,
     listen: str,
@@ -112,6 +143,11 @@ def serve(
     default_image_prefix: str,
     function_timeout: float,
     exec_config: Path | None,
+    sync_ref_interval: float,
+    sync_full_interval: float,
+    max_concurrent_syncs: int,
+    sync_timeout: float,
+    no_sync: bool,
 ) -> None:
     """Serve the Porch API for kubectl and Kubernetes clients."""
     if insecure_http and not allow_anonymous:
@@ -123,21 +159,25 @@ def serve(
         raise click.UsageError("--tls-cert and --tls-key go together")
     from porch.apiserver import auth, create_app, serving, tls
     from porch.apiserver.access import security_from_files
-    from porch.server import Settings, build_engine, ensure_demo
+    from porch.server import Settings, build_engine, build_syncer, ensure_demo
 
     data_dir = data_dir.resolve()
+    settings = Settings(
+        data_dir=data_dir,
+        store=store,
+        encryption_key_file=encryption_key_file,
+        function_runner=function_runner,
+        default_image_prefix=default_image_prefix,
+        function_timeout=function_timeout,
+        exec_config=exec_config,
+        sync=not no_sync,
+        sync_ref_interval=sync_ref_interval,
+        sync_full_interval=sync_full_interval,
+        max_concurrent_syncs=max_concurrent_syncs,
+        sync_timeout=sync_timeout,
+    )
     try:
-        engine = build_engine(
-            Settings(
-                data_dir=data_dir,
-                store=store,
-                encryption_key_file=encryption_key_file,
-                function_runner=function_runner,
-                default_image_prefix=default_image_prefix,
-                function_timeout=function_timeout,
-                exec_config=exec_config,
-            )
-        )
+        engine = build_engine(settings)
         ensure_demo(engine, data_dir)
     except PorchError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -197,5 +237,12 @@ def serve(
     )
     click.echo(f"porch serving on {url} - try: {hint}", nl=True)
     sys.stdout.flush()
-    serving.run(app, sock, engine=engine, tls=tls_files, watch_history=watch_history)
+    syncer = build_syncer(engine, settings)
+    if syncer is not None:
+        syncer.start()
+    try:
+        serving.run(app, sock, engine=engine, tls=tls_files, watch_history=watch_history)
+    finally:
+        if syncer is not None:
+            syncer.stop()
     engine.store.close()

@@ -35,6 +35,7 @@ from porch.engine import convert
 from porch.engine.locks import KeyedLocks, TryLocks
 from porch.engine.objects import ObjectService
 from porch.engine.render import NoFunctionRuntime, Renderer, RenderOutcome
+from porch.engine.replicas import ReplicaFeed
 from porch.engine.repositories import RepositoryRegistry
 from porch.engine.rules import (
     check_latest_label_create,
@@ -47,7 +48,9 @@ from porch.engine.sealing import Sealer
 from porch.engine.selectors import RevisionFilter, parse_package_filter, parse_revision_filter
 from porch.engine.watch import Watcher, WatchEvent, WatchHub
 from porch.errors import (
+    AlreadyExists,
     BadRequest,
+    Conflict,
     Expired,
     Forbidden,
     InternalError,
@@ -123,6 +126,15 @@ class Engine:
         self._package_locks = KeyedLocks()
         self._commit_lock = threading.Lock()
         self.hub = WatchHub()
+        # Other replicas' commits reach self.hub through the feed once start() subscribed it
+        # (PostgreSQL); it also keeps the mark of what was published (docs/replicas.md).
+        self._feed = ReplicaFeed(
+            store,
+            lambda: self.hub,
+            self._commit_lock,
+            shape=self._logged_object,
+            seen=self._remote,
+        )
         self.objects = ObjectService(self)
         # Package files by (repository URL, package, commit): commits never change, so this is
         # always right, and it spares the git reads of the usual get → edit → update cycle.
@@ -152,8 +164,7 @@ class Engine:
                 with self.store.transaction() as txn:
                     events = work(txn)
                     self._fault("commit")
-                for event in events:
-                    self.hub.publish(WatchEvent(event.type, event.body, event.resource_version))
+                self._feed.publish_local(events)
         except BaseException:
             self._built.value = None  # its resourceVersion was rolled back with the rest
             for change in reversed(list(undo)):
@@ -168,7 +179,10 @@ class Engine:
         repo: Repository,
         *,
         latest: bool | None = None,
+        expect: int | None = None,
     ) -> Event:
+        if expect is not None:
+            self._expect(row.namespace, row.name, expect)
         row.resource_version = txn.next_resource_version()
         if latest is None:
             latest = self._is_latest(row)
@@ -186,6 +200,31 @@ class Engine:
         )
         txn.add_event(event)
         return event
+
+    def _expect(self, namespace: str, name: str, resource_version: int) -> None:
+        """Compare-and-set inside the write transaction: the row must still be at
+        ``resource_version`` (0: must not exist yet).
+
+        The store runs one write transaction at a time across every replica (the counter row
+        lock), so this read sees every committed write: of two replicas that both passed the
+        check made before the git work, only the first to commit wins; the other gets 409 and
+        its repository change is undone. Within one process the in-flight locks answer first.
+        """
+        current = self.store.get_revision(namespace, name)
+        found = current.resource_version if current is not None else 0
+        if found == resource_version:
+            return
+        if resource_version == 0:
+            raise AlreadyExists(f'{RESOURCE} "{name}" already exists')
+        if current is None:
+            raise Conflict(
+                f'Operation cannot be fulfilled on {RESOURCE} "{name}": the object was deleted'
+                " meanwhile"
+            )
+        raise StaleResourceVersion(
+            f'Operation cannot be fulfilled on {RESOURCE} "{name}": the object has been'
+            " modified; please apply your changes to the latest version and try again"
+        )
 
     def _is_latest(self, row: RevisionRow) -> bool:
         if row.revision <= 0 or not Lifecycle(row.lifecycle).published_like:
@@ -223,9 +262,53 @@ class Engine:
             if cached is not None:
                 self._files.move_to_end(key)
                 return dict(cached)
-        files = adapter.read_files(info)
+        try:
+            files = adapter.read_files(info)
+        except NotFound:
+            # Another replica may have written this commit: a mirror fetches it, then reads.
+            adapter.fetch()
+            files = adapter.read_files(info)
         self._remember_files(adapter, info, files)
         return dict(files)
+
+    def _write_adapter(self, repo: Repository) -> PackageRepository:
+        """The adapter to write through; with other replicas it first fetches, so refs and
+        commits another replica moved are known (a no-op for a local repository)."""
+        adapter = self.repositories.adapter(repo)
+        if self._feed.active:
+            adapter.fetch()
+        return adapter
+
+    # --- replicas ------------------------------------------------------------------------------
+
+    def _logged_object(self, event: Event) -> dict[str, Any]:
+        """The object watchers get for an event read back from the log."""
+        if event.kind == "Secret" and self.sealer is not None:
+            return self.sealer.open(event.body)
+        return event.body
+
+    def _remote(self, event: Event) -> None:
+        """Another replica committed ``event``: drop what this process keeps about it."""
+        if event.kind != "Repository":
+            return
+        ns, name = event.namespace, event.name
+        try:
+            cached = self.repositories.get(ns, name) if event.type != "DELETED" else None
+        except NotFound:
+            cached = None
+        try:
+            changed = cached is None or Repository.from_dict(event.body).spec != cached.spec
+        except (TypeError, ValueError):
+            changed = True
+        if changed:
+            self.repositories.forget(ns, name)  # reopen with the new coordinates
+        else:
+            self.repositories.invalidate(ns, name)
+
+    def close(self) -> None:
+        """Stop following other replicas and close the store."""
+        self._feed.close()
+        self.store.close()
 
     def _remember_files(
         self, adapter: PackageRepository, info: RevisionInfo, files: Mapping[str, str]
@@ -278,7 +361,13 @@ class Engine:
     def sync_repository(
         self, namespace: str, name: str, *, adapter: PackageRepository | None = None
     ) -> list[str]:
-        """Reconcile the index with what the repository holds; returns recovery notes."""
+        """Reconcile the index with what the repository holds; returns recovery notes.
+
+        Safe to run while API writes go on (the background syncer does): the index is read
+        before git is listed and checked again inside the commit, so git is never older than
+        the index it is compared with, and a write that lands in between makes it start over
+        rather than undo that write.
+        """
         repo = self.repositories.get(namespace, name)
         adapter = adapter or self.repositories.adapter(repo)
         adapter.fetch()
@@ -286,8 +375,18 @@ class Engine:
         recover = getattr(adapter, "recover", None)
         if callable(recover):
             notes = list(recover())
-        found = {compose_name(name, i.package, i.workspace): i for i in adapter.list_revisions()}
+        for _attempt in range(SYNC_ATTEMPTS):
+            if self._sync_once(namespace, name, repo, adapter):
+                break
+        return notes
+
+    def _sync_once(
+        self, namespace: str, name: str, repo: Repository, adapter: PackageRepository
+    ) -> bool:
+        """One reconcile pass; False when an index write raced it (the caller retries)."""
         rows = {r.name: r for r in self.store.list_revisions(namespace, repository=name)}
+        seen = {key: row.resource_version for key, row in rows.items()}
+        found = {compose_name(name, i.package, i.workspace): i for i in adapter.list_revisions()}
         added, changed, gone = [], [], []
         for key, info in found.items():
             row = rows.get(key)
@@ -302,7 +401,7 @@ class Engine:
                 changed.append((row, info))
         gone = [row for key, row in rows.items() if key not in found]
         if not (added or changed or gone):
-            return notes
+            return True
         before = _latest_by_package(
             (r.package, r.revision, Lifecycle(r.lifecycle)) for r in rows.values()
         )
@@ -334,17 +433,28 @@ class Engine:
             prepared.append((new, "MODIFIED"))
 
         def work(txn: Transaction) -> list[Event]:
+            now = self.store.list_revisions(namespace, repository=name)
+            if {r.name: r.resource_version for r in now} != seen:
+                raise _SyncRaced()
             events = [self._stamp(txn, row, "DELETED", repo, latest=False) for row in gone]
             for row, kind in prepared:
                 latest = row.revision > 0 and after.get(row.package) == row.revision
                 events.append(self._stamp(txn, row, kind, repo, latest=latest))
             return events
 
-        self._commit(work)
-        return notes
+        try:
+            self._commit(work)
+        except _SyncRaced:
+            return False
+        return True
 
     def start(self) -> list[str]:
-        """Re-index every registered repository (after a restart); returns recovery notes."""
+        """Re-index every registered repository (after a restart); returns recovery notes.
+
+        With a store other replicas share (PostgreSQL), this process first subscribes to their
+        commits, which then reach its watchers (docs/replicas.md).
+        """
+        self._feed.start()
         notes: list[str] = []
         for repo in self.repositories.list():
             ns, name = repo.metadata.namespace, repo.metadata.name
@@ -588,7 +698,7 @@ class Engine:
         check_package_files(files)
         summary = convert.kptfile_summary(files)
         self._fault("create:before-write")
-        adapter = self.repositories.adapter(repo)
+        adapter = self._write_adapter(repo)
         change = adapter.write(
             package=spec.package_name,
             workspace=spec.workspace_name,
@@ -603,7 +713,9 @@ class Engine:
         row = convert.row_from_info(ns, spec.repository, change.info, summary)
         row.meta = convert.metadata_of(pr.metadata, creation=self._clock())
         self._commit(
-            lambda txn: [self._stamp(txn, row, "ADDED", repo)], [change], point="create:after-write"
+            lambda txn: [self._stamp(txn, row, "ADDED", repo, expect=0)],
+            [change],
+            point="create:after-write",
         )
         return self._object(row, repo)
 
@@ -729,6 +841,10 @@ class Engine:
             deployment=repo.spec.deployment,
         )
 
+    def credentials(self, namespace: str, secret_name: str) -> dict[str, str]:
+        """The credentials a Secret holds (for repository adapters: OCI auth)."""
+        return self._credentials(namespace, secret_name)
+
     def _credentials(self, namespace: str, secret_name: str) -> dict[str, str]:
         """username/password (basic-auth Secret) or bearerToken (Opaque), spec §5.5."""
         import base64
@@ -840,7 +956,7 @@ class Engine:
                 meta["deletionTimestamp"] = row.meta["deletionTimestamp"]
                 if not meta["finalizers"]:
                     return self._finish_deletion(row, repo, meta)
-            adapter = self.repositories.adapter(repo)
+            adapter = self._write_adapter(repo)
             info = convert.info_from_row(row)
             if old is Lifecycle.DRAFT:
                 return self._update_draft(row, repo, adapter, pr, new, meta, user)
@@ -857,7 +973,9 @@ class Engine:
                 new_row.ref = change.info.ref
                 new_row.commit = change.info.commit
             self._commit(
-                lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo)],
+                lambda txn: [
+                    self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)
+                ],
                 changes,
                 point="update:after-lifecycle",
             )
@@ -915,7 +1033,9 @@ class Engine:
                 )
             new_row.meta = meta
             self._commit(
-                lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo)],
+                lambda txn: [
+                    self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)
+                ],
                 changes,
                 point="update:after-write",
             )
@@ -936,7 +1056,7 @@ class Engine:
         )
         new_row.meta = meta
         self._commit(
-            lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo)],
+            lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)],
             [change],
             point="update:after-write",
         )
@@ -962,37 +1082,50 @@ class Engine:
                 row.namespace, row.repository, change.info, row.kptfile
             )
             published.meta = meta
-            holder = self.store.get_revision(
-                row.namespace, compose_name(row.repository, row.package, adapter.branch)
-            )
-            placeholder = convert.row_from_info(
-                row.namespace,
-                row.repository,
-                RevisionInfo(
-                    package=row.package,
-                    workspace=adapter.branch,
-                    revision=-1,
-                    lifecycle=Lifecycle(holder.lifecycle) if holder else Lifecycle.PUBLISHED,
-                    commit=change.info.commit,
-                    ref=adapter.branch,
-                    published_by=change.info.published_by,
-                    published_at=change.info.published_at,
-                ),
-                row.kptfile,
-            )
-            placeholder.meta = holder.meta if holder else {"creationTimestamp": self._clock()}
-            previous = [
-                r
-                for r in self.store.list_revisions(
-                    row.namespace, repository=row.repository, package=row.package
-                )
-                if r.revision > 0
-                and Lifecycle(r.lifecycle).published_like
-                and r.revision == number - 1
-            ]
+            key = (row.namespace, row.repository, row.package)
 
             def work(txn: Transaction) -> builtins.list[Event]:
-                events = [self._stamp(txn, published, "MODIFIED", repo)]
+                # Read inside the transaction, which runs alone across every replica: another
+                # replica may have published this package since ``number`` was chosen.
+                taken = self.store.max_published_revision(*key, excluding=published.name)
+                if taken != number - 1:
+                    raise Conflict(
+                        f"revision {number} of package {row.package} in repository"
+                        f" {row.repository} was published concurrently (latest is now"
+                        f" {taken}); please retry the approval"
+                    )
+                holder = self.store.get_revision(
+                    row.namespace, compose_name(row.repository, row.package, adapter.branch)
+                )
+                assert change.info is not None
+                placeholder = convert.row_from_info(
+                    row.namespace,
+                    row.repository,
+                    RevisionInfo(
+                        package=row.package,
+                        workspace=adapter.branch,
+                        revision=-1,
+                        lifecycle=Lifecycle(holder.lifecycle) if holder else Lifecycle.PUBLISHED,
+                        commit=change.info.commit,
+                        ref=adapter.branch,
+                        published_by=change.info.published_by,
+                        published_at=change.info.published_at,
+                    ),
+                    row.kptfile,
+                )
+                placeholder.meta = holder.meta if holder else {"creationTimestamp": self._clock()}
+                previous = [
+                    r
+                    for r in self.store.list_revisions(
+                        row.namespace, repository=row.repository, package=row.package
+                    )
+                    if r.revision > 0
+                    and Lifecycle(r.lifecycle).published_like
+                    and r.revision == number - 1
+                ]
+                events = [
+                    self._stamp(txn, published, "MODIFIED", repo, expect=row.resource_version)
+                ]
                 events.append(
                     self._stamp(txn, placeholder, "MODIFIED" if holder else "ADDED", repo)
                 )
@@ -1021,7 +1154,7 @@ class Engine:
                 )
             submitted = dict(prr.spec.resources)
             check_package_files(submitted)
-            adapter = self.repositories.adapter(repo)
+            adapter = self._write_adapter(repo)
             info = convert.info_from_row(row)
             old_files = self._read_files(adapter, info)
             files = heal_comments(old_files, submitted)
@@ -1058,7 +1191,9 @@ class Engine:
             )
             new_row.meta = row.meta
             self._commit(
-                lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo)],
+                lambda txn: [
+                    self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)
+                ],
                 [change],
                 point="resources:after-write",
             )
@@ -1104,14 +1239,18 @@ class Engine:
             if row.meta.get("finalizers"):
                 new_row = _copy(row)
                 new_row.meta = {**row.meta, "deletionTimestamp": self._clock()}
-                self._commit(lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo)])
+                self._commit(
+                    lambda txn: [
+                        self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)
+                    ]
+                )
                 return self._object(new_row, repo)
             return self._finish_deletion(row, repo, row.meta)
 
     def _finish_deletion(
         self, row: RevisionRow, repo: Repository, meta: dict[str, Any]
     ) -> PackageRevision:
-        adapter = self.repositories.adapter(repo)
+        adapter = self._write_adapter(repo)
         before = self._object(row, repo)
         was_latest = LATEST_REVISION_LABEL in before.metadata.labels
         change = adapter.delete(convert.info_from_row(row))
@@ -1119,7 +1258,7 @@ class Engine:
         gone.meta = meta
 
         def work(txn: Transaction) -> builtins.list[Event]:
-            events = [self._stamp(txn, gone, "DELETED", repo)]
+            events = [self._stamp(txn, gone, "DELETED", repo, expect=row.resource_version)]
             if was_latest:
                 rest = [
                     r
@@ -1171,6 +1310,9 @@ class Engine:
         resource_version: str,
     ) -> Watcher:
         """Register first, then send the current state (or the log after a resourceVersion)."""
+        # What other replicas committed before now goes to the hub before this watcher joins
+        # it, so the list below does not race their late notifications.
+        self._feed.catch_up()
         watcher = self.hub.add(predicate)
         try:
             if resource_version in ("", "0"):
@@ -1221,6 +1363,13 @@ def _revision_matches(flt: RevisionFilter, obj: dict[str, Any]) -> bool:
         kptfile_labels=(spec.get("packageMetadata") or {}).get("labels") or {},
         labels=meta.get("labels") or {},
     )
+
+
+SYNC_ATTEMPTS = 5  # reconcile passes before a sync gives up to the next one
+
+
+class _SyncRaced(Exception):
+    """An API write changed the repository's index while a sync was comparing it."""
 
 
 def _latest_by_package(revisions: Iterable[tuple[str, int, Lifecycle]]) -> dict[str, int]:

@@ -133,7 +133,12 @@ class ObjectService:
 
     # --- writes --------------------------------------------------------------------------------
 
-    def _write(self, k: Kind, body: dict[str, Any], event: str) -> dict[str, Any]:
+    def _write(
+        self, k: Kind, body: dict[str, Any], event: str, *, expect: int | None = None
+    ) -> dict[str, Any]:
+        """Store and announce ``body``. ``expect`` is checked inside the transaction (so it
+        holds across replicas): 0 = the object must not exist yet, N = it must still be at
+        resourceVersion N."""
         meta = body["metadata"]
         ns, name = meta["namespace"], meta["name"]
         stored = {key: v for key, v in body.items() if key not in ("apiVersion", "kind")}
@@ -143,7 +148,17 @@ class ObjectService:
         at_rest = sealer.seal(stored) if k.kind == "Secret" and sealer is not None else stored
 
         def work(txn: Transaction) -> list[Event]:
-            rv = txn.next_resource_version()
+            rv = txn.next_resource_version()  # serialises writers: the check below holds
+            if expect is not None:
+                now = self._store.get_object(k.kind, ns, name)
+                if expect == 0 and now is not None:
+                    raise AlreadyExists(f'{k.resource} "{name}" already exists')
+                if expect > 0 and (now is None or now.resource_version != expect):
+                    raise StaleResourceVersion(
+                        f'Operation cannot be fulfilled on {k.resource} "{name}": the object'
+                        " has been modified; please apply your changes to the latest version"
+                        " and try again"
+                    )
             if event == "DELETED":
                 txn.delete_object(k.kind, ns, name)
             else:
@@ -184,7 +199,7 @@ class ObjectService:
         meta.pop("deletionTimestamp", None)
         if kind == "Repository":
             return self._create_repository(k, body)
-        return self._write(k, body, "ADDED")
+        return self._write(k, body, "ADDED", expect=0)
 
     def update(
         self,
@@ -227,7 +242,7 @@ class ObjectService:
             return self._update_repository(k, current, new)
         if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
             return self._delete_now(k, new)
-        return self._write(k, new, "MODIFIED")
+        return self._write(k, new, "MODIFIED", expect=int(given))
 
     def delete(
         self, kind: str, namespace: str, name: str, *, user: str | None = None
@@ -255,7 +270,7 @@ class ObjectService:
         repo = _repository(body)
         validate_repository(repo)
         body["status"] = {"conditions": [_ready("Unknown", "Reconciling", "opening")]}
-        stored = self._write(k, body, "ADDED")
+        stored = self._write(k, body, "ADDED", expect=0)
         return self._open_repository(k, stored)
 
     def _update_repository(
@@ -270,7 +285,8 @@ class ObjectService:
             raise Invalid(f"spec.{changed[0]} is immutable")
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             return self._delete_now(k, new)
-        stored = self._write(k, new, "MODIFIED")
+        expect = int(current["metadata"]["resourceVersion"])
+        stored = self._write(k, new, "MODIFIED", expect=expect)
         if new.get("spec") != current.get("spec"):
             ns, name = new["metadata"]["namespace"], new["metadata"]["name"]
             self._engine.repositories.forget(ns, name)
@@ -296,7 +312,8 @@ class ObjectService:
                 "observedGeneration": meta.get("generation", 1),
             }
         stored = copy.deepcopy(stored)
-        stored["status"] = status
+        # merged, so fields the background syncer keeps (lastFullSyncTime …) survive
+        stored["status"] = {**(stored.get("status") or {}), **status}
         return self._write(k, stored, "MODIFIED")
 
     # --- watch ---------------------------------------------------------------------------------

@@ -29,13 +29,11 @@ def validate_repository(repo: Repository) -> None:
         )
     kind = repo.spec.type or "git"
     if kind == "oci":
-        raise Invalid(
-            'spec.type: Unsupported value: "oci": OCI repositories are not supported'
-            " by this server yet"
-        )
-    if kind != "git":
+        if repo.spec.oci is None or not repo.spec.oci.registry:
+            raise Invalid("spec.oci.registry: Required value")
+    elif kind != "git":
         raise Invalid(f'spec.type: Unsupported value: "{kind}": supported values: "git", "oci"')
-    if repo.spec.git is None or not repo.spec.git.repo:
+    elif repo.spec.git is None or not repo.spec.git.repo:
         raise Invalid("spec.git.repo: Required value")
     if repo.spec.content not in ("", "Package"):
         raise Invalid(f'spec.content: Unsupported value: "{repo.spec.content}"')

@@ -94,6 +94,10 @@ class Watcher:
             if not self._live:
                 self._pending.append(event)
                 return
+            if event.resource_version <= self._high_water:
+                # Already part of the initial list: a commit published after the list read it
+                # (another replica's, notified late, or a local one racing the list).
+                return
             overflow = self._queue.qsize() >= self._capacity
             if not overflow:
                 self._queue.put(event)
@@ -118,6 +122,11 @@ class Watcher:
             self._pending.clear()
             self._live = True
         self._wake()
+
+    def expire(self) -> None:
+        """End the stream as if it had fallen behind (``next`` raises Expired)."""
+        self._overflowed = True
+        self.close()
 
     def close(self) -> None:
         if not self._closed.is_set():
@@ -210,6 +219,14 @@ class WatchHub:
                 watcher._offer(event)
             for subscriber in subscribers:
                 subscriber(seq, event)
+
+    def expire_all(self) -> None:
+        """End every watch: events were lost before they could be published (a replica's
+        feed found them compacted away); clients resume or list again."""
+        with self._lock:
+            watchers = [*self._watchers, *self._detached]
+        for watcher in watchers:
+            watcher.expire()
 
     @property
     def count(self) -> int:

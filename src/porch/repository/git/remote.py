@@ -168,11 +168,17 @@ class RemoteRefStore:
         return refs
 
     def fetch(self) -> None:
-        callbacks = _Callbacks(self._creds)
-        try:
-            self._origin().fetch(callbacks=callbacks, prune=FetchPrune.PRUNE)
-        except (pygit2.GitError, _AuthFailed, OSError) as err:
-            raise self._unavailable("fetch from", err) from None
+        for attempt in range(3):
+            callbacks = _Callbacks(self._creds)
+            try:
+                self._origin().fetch(callbacks=callbacks, prune=FetchPrune.PRUNE)
+                return
+            except (pygit2.GitError, _AuthFailed, OSError) as err:
+                # Another writer deleted a ref between the advertisement and the fetch (a
+                # branch renamed by propose/approve): the next attempt sees the new state.
+                if attempt < 2 and "not found" in str(err) and "reference" in str(err):
+                    continue
+                raise self._unavailable("fetch from", err) from None
 
     def apply(self, updates: Sequence[RefUpdate]) -> None:
         if not updates:
