@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from porch.fn.gotext import go_quote
 from porch.krm import yaml as krm_yaml
 
 # --------------------------------------------------------------------------- formatting
@@ -45,28 +46,6 @@ def go_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{text}"
     return text
-
-
-def go_quote(text: str) -> str:
-    """Go's ``%q`` / ``strconv.Quote`` for the strings kpt quotes (names and images)."""
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def result_item_text(item: Mapping[str, Any]) -> str:

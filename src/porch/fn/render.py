@@ -47,6 +47,7 @@ from typing import Any
 from ruamel.yaml.comments import Comment, CommentedMap, CommentedSeq
 
 from porch.fn import kio
+from porch.fn.gotext import go_quote
 from porch.fn.kptfile_pipeline import (
     BFS_ANNOTATION,
     SAVE_ON_FAILURE_ANNOTATION,
@@ -167,27 +168,6 @@ class _HydrateError(Exception):
         super().__init__(str(err))
         self.err = err
         self.partial = partial
-
-
-def go_quote(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 class ValidateError(Exception):

@@ -15,6 +15,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
+from porch.fn.gotext import go_quote as go_quote  # re-exported for the builtins
 from porch.fn.types import FunctionFailure
 from porch.krm.yaml import go_scalar
 
@@ -215,32 +216,6 @@ def config_object_result(message: str, obj: Mapping[str, Any] | None) -> dict[st
         "resourceRef": {k: v for k, v in ref.items() if v},
         "file": file,
     }
-
-
-def go_quote(text: str) -> str:
-    """Go's ``%q`` (strconv.Quote) for the strings these functions print."""
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def go_list(items: list[str]) -> str:
