@@ -127,15 +127,24 @@ def porch_command(tcp_nodelay: bool = False) -> list[str]:
     return [sys.executable, "-c", "from porch.cli.admin import main; main()"]
 
 
-def start_server(data_dir: Path, log: Path, *, tcp_nodelay: bool = False) -> Server:
-    """``porch serve`` on a free port; returns once it has printed its URL."""
-    err: IO[str] = log.open("w")  # the access log goes to stderr: never let a pipe fill up
+def start_server(
+    data_dir: Path,
+    log: Path,
+    *,
+    tcp_nodelay: bool = False,
+    extra: tuple[str, ...] = (),
+    timeout: float = START_TIMEOUT,
+    log_mode: str = "w",
+) -> Server:
+    """``porch serve`` (plus ``extra`` flags) on a free port; returns once it printed its URL."""
+    err: IO[str] = log.open(log_mode)  # the access log goes to stderr: never let a pipe fill up
     proc = subprocess.Popen(
         [
             *porch_command(tcp_nodelay),
             "serve",
             "--data-dir",
             str(data_dir),
+            *extra,
             "--listen",
             "127.0.0.1:0",
             "--insecure-http",
@@ -155,7 +164,7 @@ def start_server(data_dir: Path, log: Path, *, tcp_nodelay: bool = False) -> Ser
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + timeout
     while True:
         try:
             line = lines.get(timeout=max(0.1, deadline - time.monotonic()))

@@ -41,18 +41,14 @@ import argparse
 import asyncio
 import json
 import os
-import queue
 import random
-import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import orjson
@@ -60,7 +56,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lifecycle import p, seed  # noqa: E402
 
-from api import Server, porch_command  # noqa: E402
+from api import Server  # noqa: E402
+from api import start_server as api_start_server  # noqa: E402
 
 NS = "scale"
 PR_PATH = f"/apis/porch.kpt.dev/v1alpha1/namespaces/{NS}/packagerevisions"
@@ -127,49 +124,11 @@ def register_in_store(dsn: str, root: Path, repos: int, data_dir: Path) -> None:
 
 def start_server(data_dir: Path, store: str, log: Path) -> tuple[Server, float]:
     """``porch serve`` on a free port; returns it and the seconds until it printed its URL."""
-    err: IO[str] = log.open("a")  # the access log goes to stderr: never let a pipe fill up
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            *porch_command(),
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--store",
-            store,
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-http",
-            "--allow-anonymous",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=err,
-        text=True,
+    server = api_start_server(
+        data_dir, log, extra=("--store", store), timeout=START_TIMEOUT, log_mode="a"
     )
-    err.close()
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-        except queue.Empty:
-            line = None
-        if line is None:
-            proc.kill()
-            proc.wait()
-            raise SystemExit(f"porch serve did not start:\n{log.read_text(errors='replace')}")
-        found = re.search(r"porch serving on (http://(\S+):(\d+))", line)
-        if found:
-            server = Server(proc, found.group(1), found.group(2), int(found.group(3)), log)
-            return server, time.perf_counter() - t0
+    return server, time.perf_counter() - t0
 
 
 def published(items: list[dict[str, Any]]) -> int:
