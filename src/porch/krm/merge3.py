@@ -19,7 +19,7 @@ its identity) and by file path.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -532,12 +532,3 @@ def _strip_for_compare(obj: CommentedMap) -> Any:
             if not annotations:
                 meta.pop("annotations", None)
     return plain
-
-
-def ordered_union(*keys: Iterable[Any]) -> list[Any]:
-    out: list[Any] = []
-    for group in keys:
-        for k in group:
-            if k not in out:
-                out.append(k)
-    return out

@@ -553,8 +553,6 @@ def _keep_name(updated_kptfile: str, local_kptfile: str) -> str:
         for key in ("upstream", "upstreamLock"):
             if key in local_obj and key not in obj:
                 obj[key] = local_obj[key]
-        docs = krm_yaml.parse_documents(updated_kptfile, filename=KPTFILE)
-        docs.entries = [e for e in docs.entries if e.node is None] + [krm_yaml.Document(node=obj)]
         return krm_yaml.dumps(obj)
     return updated_kptfile
 
