@@ -36,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from porch.errors import Conflict, InternalError, Invalid, Unavailable
-from porch.store.sqlite import upstream_of
+from porch.store.sqlite import event_params, revision_params, row_from_columns
 from porch.store.types import Event, ObjectRow, RevisionRow
 
 log = logging.getLogger(__name__)
@@ -112,26 +112,6 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _row(r: Sequence[Any]) -> RevisionRow:
-    return RevisionRow(
-        namespace=r[0],
-        name=r[1],
-        repository=r[2],
-        package=r[3],
-        workspace=r[4],
-        revision=r[5],
-        lifecycle=r[6],
-        commit=r[7],
-        ref=r[8],
-        tasks=orjson.loads(r[9]),
-        published_by=r[10],
-        published_at=r[11],
-        kptfile=orjson.loads(r[12]),
-        meta=orjson.loads(r[13]),
-        resource_version=r[14],
-    )
-
-
 def describe(dsn: str) -> str:
     """``host:port/dbname`` of a DSN, never its password (for messages and logs)."""
     try:
@@ -198,25 +178,7 @@ class _Txn:
             " kptfile = EXCLUDED.kptfile, meta = EXCLUDED.meta,"
             " resource_version = EXCLUDED.resource_version, upstream = EXCLUDED.upstream,"
             " body = EXCLUDED.body",
-            (
-                row.namespace,
-                row.name,
-                row.repository,
-                row.package,
-                row.workspace,
-                row.revision,
-                row.lifecycle,
-                row.commit,
-                row.ref,
-                _dumps(row.tasks),
-                row.published_by,
-                row.published_at,
-                _dumps(row.kptfile),
-                _dumps(row.meta),
-                row.resource_version,
-                upstream_of(row.tasks),
-                _dumps(body) if body is not None else "",
-            ),
+            revision_params(row, body),
         )
 
     def delete_revision(self, namespace: str, name: str) -> None:
@@ -242,14 +204,7 @@ class _Txn:
         self._conn.execute(
             "INSERT INTO events (resource_version, type, kind, namespace, name, body)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
-            (
-                event.resource_version,
-                event.type,
-                event.kind,
-                event.namespace,
-                event.name,
-                _dumps(event.body),
-            ),
+            event_params(event),
         )
         self.highest = max(self.highest, event.resource_version)
 
@@ -561,7 +516,7 @@ class PostgresStore:
             f"SELECT {_REV_COLUMNS} FROM revisions WHERE namespace = %s AND name = %s",
             (namespace, name),
         )
-        return _row(rows[0]) if rows else None
+        return row_from_columns(rows[0]) if rows else None
 
     def list_revisions(
         self,
@@ -582,7 +537,7 @@ class PostgresStore:
         sql = f"SELECT {_REV_COLUMNS} FROM revisions"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [_row(r) for r in self._read(sql + _ORDER, args)]
+        return [row_from_columns(r) for r in self._read(sql + _ORDER, args)]
 
     def max_published_revision(
         self, namespace: str, repository: str, package: str, *, excluding: str = ""
@@ -643,7 +598,7 @@ class PostgresStore:
             f"SELECT {_REV_COLUMNS} FROM revisions WHERE namespace = %s AND upstream = %s",
             (namespace, name),
         )
-        return [_row(r) for r in rows]
+        return [row_from_columns(r) for r in rows]
 
     def get_object(self, kind: str, namespace: str, name: str) -> ObjectRow | None:
         rows = self._read(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,40 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def revision_params(row: RevisionRow, body: dict[str, Any] | None) -> tuple[Any, ...]:
+    """Values of ``_REV_COLUMNS`` plus upstream and body, as both stores insert them."""
+    return (
+        row.namespace,
+        row.name,
+        row.repository,
+        row.package,
+        row.workspace,
+        row.revision,
+        row.lifecycle,
+        row.commit,
+        row.ref,
+        _dumps(row.tasks),
+        row.published_by,
+        row.published_at,
+        _dumps(row.kptfile),
+        _dumps(row.meta),
+        row.resource_version,
+        upstream_of(row.tasks),
+        _dumps(body) if body is not None else "",
+    )
+
+
+def event_params(event: Event) -> tuple[Any, ...]:
+    return (
+        event.resource_version,
+        event.type,
+        event.kind,
+        event.namespace,
+        event.name,
+        _dumps(event.body),
+    )
+
+
 def upstream_of(tasks: list[dict[str, Any]]) -> str:
     """The revision a clone or upgrade task names as its upstream ("" when none)."""
     for task in tasks:
@@ -84,7 +118,8 @@ def upstream_of(tasks: list[dict[str, Any]]) -> str:
     return ""
 
 
-def _row(r: tuple[Any, ...]) -> RevisionRow:
+def row_from_columns(r: Sequence[Any]) -> RevisionRow:
+    """A RevisionRow from the revision columns in ``_REV_COLUMNS`` order (both stores)."""
     return RevisionRow(
         namespace=r[0],
         name=r[1],
@@ -119,25 +154,7 @@ class _Txn:
         self._conn.execute(
             f"INSERT OR REPLACE INTO revisions ({_REV_COLUMNS}, upstream, body)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.namespace,
-                row.name,
-                row.repository,
-                row.package,
-                row.workspace,
-                row.revision,
-                row.lifecycle,
-                row.commit,
-                row.ref,
-                _dumps(row.tasks),
-                row.published_by,
-                row.published_at,
-                _dumps(row.kptfile),
-                _dumps(row.meta),
-                row.resource_version,
-                upstream_of(row.tasks),
-                _dumps(body) if body is not None else "",
-            ),
+            revision_params(row, body),
         )
 
     def delete_revision(self, namespace: str, name: str) -> None:
@@ -162,14 +179,7 @@ class _Txn:
         self._conn.execute(
             "INSERT INTO events (resource_version, type, kind, namespace, name, body)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                event.resource_version,
-                event.type,
-                event.kind,
-                event.namespace,
-                event.name,
-                _dumps(event.body),
-            ),
+            event_params(event),
         )
 
 
@@ -220,7 +230,7 @@ class SqliteStore:
             (namespace, name),
         )
         r = cur.fetchone()
-        return _row(r) if r else None
+        return row_from_columns(r) if r else None
 
     def list_revisions(
         self,
@@ -242,7 +252,7 @@ class SqliteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY namespace, repository, package, revision, lifecycle, name"
-        return [_row(r) for r in self._conn().execute(sql, args)]
+        return [row_from_columns(r) for r in self._conn().execute(sql, args)]
 
     def max_published_revision(
         self, namespace: str, repository: str, package: str, *, excluding: str = ""
@@ -310,7 +320,7 @@ class SqliteStore:
             f"SELECT {_REV_COLUMNS} FROM revisions WHERE namespace = ? AND upstream = ?",
             (namespace, name),
         )
-        return [_row(r) for r in cur]
+        return [row_from_columns(r) for r in cur]
 
     def get_object(self, kind: str, namespace: str, name: str) -> ObjectRow | None:
         r = (
