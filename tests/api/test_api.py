@@ -120,3 +120,13 @@ def test_repository_defaults() -> None:
     repo = Repository.from_dict({"spec": {"git": {"repo": "x", "directory": "/a/"}}})
     assert repo.branch == "main"
     assert repo.directory == "a"
+
+
+def test_function_result_uses_porch_json_names() -> None:
+    """Porch's Result type tags ExecPath as ``exec`` (and kpt's result lists do the same)."""
+    from porch.api._serde import from_dict, to_dict
+    from porch.api.types import Result
+
+    data = to_dict(Result(exec_path="/usr/local/bin/fn", exit_code=1))
+    assert data["exec"] == "/usr/local/bin/fn" and "execPath" not in data
+    assert from_dict(Result, {"exec": "./fn", "exitCode": 2}).exec_path == "./fn"

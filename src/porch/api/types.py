@@ -243,7 +243,7 @@ class ResultItem:
 @dataclass
 class Result:
     image: str = ""
-    exec_path: str = ""
+    exec_path: str = field(default="", metadata={"json": "exec"})  # Porch's json tag
     stderr: str = ""
     exit_code: int = 0
     results: list[ResultItem] = field(default_factory=list)
