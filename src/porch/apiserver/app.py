@@ -29,6 +29,7 @@ from porch.apiserver.negotiate import discovery_version
 from porch.apiserver.openapi import OpenAPI
 from porch.apiserver.registry import Registry, build_registry
 from porch.apiserver.status import JSONResponse, error_response, status_body, status_response
+from porch.apiserver.ui import ui_routes
 from porch.engine import Engine
 from porch.errors import MethodNotSupported, NotFound, PorchError
 
@@ -230,6 +231,7 @@ def create_app(
         Route("/api/{rest:path}", apis, methods=ALL_METHODS),
         Route("/apis", apis),
         Route("/apis/{rest:path}", apis, methods=ALL_METHODS),
+        *ui_routes(api.caller, api.security),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.engine = engine
