@@ -15,7 +15,8 @@ Measured:
   repository from git (``Engine.start``), so this is the index build of all revisions. The
   full list of every revision is then fetched (not timed in the figure) to check the count.
 * **warm restart**: the server is stopped and started again on the same database: the index
-  is there, start-up only reconciles it with git. Same end point as the cold start.
+  is there, start-up only compares each repository's refs with the sync mark its last sync
+  left (docs/sync.md). Same end point as the cold start.
 * **RSS**: the server's peak resident set (``VmHWM``) at the end, after the mixed phase.
 * **list one repository**: p50 of ``GET …/packagerevisions?fieldSelector=spec.repository=R``
   (``--revisions`` items) over one keep-alive connection, R random; the baseline is

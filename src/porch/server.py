@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from porch.api.types import (
     Task,
 )
 from porch.engine import Engine
+from porch.engine.dbcontent import store_only_drafts, wrap_opener
 from porch.engine.engine import UpstreamFetcher
 from porch.engine.render import (
     DEFAULT_FUNCTION_TIMEOUT,
@@ -67,6 +69,10 @@ class Settings:
     sync_full_interval: float = 3600.0  # seconds between full syncs (no spec.sync.schedule)
     max_concurrent_syncs: int = 4
     sync_timeout: float = 60.0  # seconds one repository's sync may take
+    # Where drafts live (docs/store.md "Content mode"): "git" branches, or "db" (the store;
+    # git is written on publish, delete of a published revision and sync).
+    content: str = "git"
+    db_push_drafts_to_git: bool = False  # with content "db": mirror drafts to git branches
 
     def sync_settings(self) -> SyncSettings:
         return SyncSettings(
@@ -114,12 +120,24 @@ def make_opener(
                 credentials=secret_credentials(repo.metadata.namespace, ref, secrets),
             )
         assert repo.spec.git is not None
+        git_ref = repo.spec.git.secret_ref
+        credentials = None
+        if git_ref is not None and git_ref.name and secrets is not None:
+            from porch.repository.git import GitCredentials
+
+            held = secrets(repo.metadata.namespace, git_ref.name)
+            credentials = GitCredentials(
+                username=held.get("username", ""),
+                password=held.get("password", ""),
+                bearer_token=held.get("bearerToken", ""),
+            )
         return GitRepository(
             repo.spec.git.repo,
             branch=repo.branch,
             directory=repo.directory,
             create_branch=repo.spec.git.create_branch,
             mirror_dir=mirrors,
+            credentials=credentials,
         )
 
     return opener
@@ -163,15 +181,28 @@ def build_engine(settings: Settings) -> Engine:
     def secrets(namespace: str, name: str) -> dict[str, str]:
         return holder[0].credentials(namespace, name)
 
+    if settings.content not in ("git", "db"):
+        raise Invalid(f'--content must be "git" or "db", not "{settings.content}"')
+    store = open_store(settings.store, settings.data_dir)
+    opener = make_opener(settings.data_dir, secrets=secrets)
+    if settings.content == "db":
+        opener = wrap_opener(opener, store, push_drafts=settings.db_push_drafts_to_git)
+    elif drafts := store_only_drafts(store):
+        store.close()
+        raise Invalid(
+            f"the store holds {len(drafts)} draft(s) kept only in the store by --content db"
+            f" (e.g. {drafts[0]}); start with --content db, or publish or delete them first"
+        )
     engine = Engine(
-        store=open_store(settings.store, settings.data_dir),
-        opener=make_opener(settings.data_dir, secrets=secrets),
+        store=store,
+        opener=opener,
         renderer=renderer,
         sealer=sealer,
         fetch_upstream=make_upstream_fetcher(settings.data_dir),
     )
     holder.append(engine)
-    engine.start()
+    for note in engine.start():  # crash leftovers it found and cleaned up (docs/reliability.md)
+        print(f"porch: recovered: {note}", file=sys.stderr, flush=True)
     return engine
 
 

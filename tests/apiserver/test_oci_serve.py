@@ -1,8 +1,9 @@
 """An OCI repository registered through the API, then create → propose → approve → delete.
 
-Runs the real server code path (``build_engine`` → ``make_opener``) against a real registry
-(docker-registry). Skips without the binary unless PORCH_REQUIRE_OCI=1. While the engine's
-repository validation still refuses ``spec.type: oci`` the test is an expected failure.
+Runs the real server code path (``build_engine`` → ``make_opener``) in-process over the HTTP
+API (httpx on the ASGI app) against a real registry (docker-registry). Skips without the binary
+unless PORCH_REQUIRE_OCI=1. The same lifecycle through real kubectl, plus registry outages, is
+in ``test_oci_kubectl.py``.
 """
 
 from __future__ import annotations

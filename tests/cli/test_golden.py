@@ -136,7 +136,7 @@ SCENARIOS: dict[str, list[Step]] = {
         "rpkg clone demo.basens.v1 basens --repository blue --workspace v2",
         "rpkg clone {data}/repos/demo.git/hello-world@hello-world/v1 hw --repository blue",
         "rpkg get --name hw -o custom-columns=NAME:.metadata.name,UPSTREAM:.status.upstreamLock",
-        "rpkg clone oci://example.com/pkg app --repository blue",
+        "rpkg clone oci://127.0.0.1:1/pkg app --repository blue",
     ],
     "rpkg_copy": [
         "rpkg copy demo.basens.v1 --workspace v2 --dry-run",

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pygit2
@@ -149,4 +150,31 @@ def test_kill_during_approve(tmp_path: Path, point: str) -> None:
         assert "app/v3" not in tags and "proposed/app/ws3" in branches
         _advance(engine, pr, "Published", Endpoint.APPROVAL)
         assert engine.get(NS, "blue.app.ws3").spec.revision == 3
+    engine.store.close()
+
+
+def test_a_ref_lock_left_by_a_kill_is_removed_and_reported_at_start(tmp_path: Path) -> None:
+    """SIGKILL between locking a ref and renaming the lock leaves ``<ref>.lock``: git (and so
+    every later update of that revision) then fails with "failed to lock file" until it goes."""
+    _setup(tmp_path)
+    engine = Engine(store=SqliteStore(tmp_path / "store.db"), opener=opener)
+    engine.start()
+    name = engine.create(_pr("locked", "ws1")).metadata.name
+    engine.store.close()
+    engine = Engine(store=SqliteStore(tmp_path / "store.db"), opener=opener)
+    assert engine.start() == []  # this start leaves a sync mark: the refs will not change
+    engine.store.close()
+    lock = tmp_path / "blue.git" / "refs" / "heads" / "drafts" / "locked" / "ws1.lock"
+    lock.write_text("")
+    old = time.time() - 60  # the writer died a minute ago
+    os.utime(lock, (old, old))
+    young = tmp_path / "blue.git" / "refs" / "heads" / "main.lock"
+    young.write_text("")  # a lock taken just now may belong to a live writer: left alone
+    engine = Engine(store=SqliteStore(tmp_path / "store.db"), opener=opener)
+    notes = engine.start()
+    assert notes == ["removed refs/heads/drafts/locked/ws1.lock left by an interrupted ref update"]
+    assert not lock.exists() and young.exists()
+    young.unlink()
+    _advance(engine, engine.get(NS, name), "Proposed", Endpoint.MAIN)
+    assert engine.get(NS, name).spec.lifecycle == "Proposed"
     engine.store.close()

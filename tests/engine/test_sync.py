@@ -20,6 +20,7 @@ import pytest
 
 from porch.api.types import (
     GitRepositorySpec,
+    Lifecycle,
     ObjectMeta,
     PackageInitTaskSpec,
     PackageRevision,
@@ -41,7 +42,7 @@ from porch.engine.sync import (
 )
 from porch.engine.watch import Watcher
 from porch.repository.memory import MemoryRepository
-from porch.repository.types import PackageRepository, RevisionInfo
+from porch.repository.types import Author, PackageRepository, RevisionInfo
 from porch.server import Settings, build_engine
 from porch.store.factory import open_store
 from porch.testing.git_repos import KPTFILE, cli_commit, git, new_bare
@@ -657,7 +658,7 @@ def test_racing_api_write_is_not_undone_by_a_sync(tmp_path: Path) -> None:
         watcher = engine.watch(NS)
         try:
             stale = _StaleFirstListing(adapters["m"], api_create)
-            engine.sync_repository(NS, "m", adapter=stale)  # type: ignore[arg-type]
+            engine.sync_repository(NS, "m", adapter=stale, full=True)  # type: ignore[arg-type]
             assert created
             kept = engine.get(NS, created[0])
             assert kept.metadata.labels.get("keep") == "me"
@@ -716,7 +717,7 @@ def test_api_write_between_listing_and_commit_makes_the_sync_start_over(tmp_path
             current.metadata.labels = {"keep": "me"}
             engine.update(current)
 
-        engine.sync_repository(NS, "m", adapter=_StaleFirstListing(memory, api_label))  # type: ignore[arg-type]
+        engine.sync_repository(NS, "m", adapter=_StaleFirstListing(memory, api_label), full=True)  # type: ignore[arg-type]
         synced = engine.get(NS, pr.metadata.name)
         assert synced.metadata.labels.get("keep") == "me"  # the racing label survived
         assert engine.store.get_revision(NS, pr.metadata.name).commit == outside.commit  # type: ignore[union-attr]
@@ -768,3 +769,116 @@ def test_scheduler_listens_again_after_its_watch_is_ended(
     engine.register_repository(repository("second", str(second)))
     wait_for(lambda: "lastFullSyncTime" in status_of(engine, "second"), "the second repository")
     assert (NS, "second") in syncer.tracked()
+
+
+# --- sync marks: a restart reads nothing from git when the refs did not move --------------------
+
+
+class _Counting:
+    """Delegates to a MemoryRepository and records every full listing."""
+
+    def __init__(self, inner: MemoryRepository, calls: list[str]) -> None:
+        self._inner = inner
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def list_revisions(self) -> list[RevisionInfo]:
+        self._calls.append(self._inner.url)
+        return self._inner.list_revisions()
+
+
+def _init(engine: Engine, package: str, repo: str = "m") -> PackageRevision:
+    return engine.create(
+        PackageRevision(
+            metadata=ObjectMeta(namespace=NS),
+            spec=PackageRevisionSpec(
+                package_name=package,
+                repository=repo,
+                workspace_name="ws",
+                tasks=[Task(type="init", init=PackageInitTaskSpec(description="d"))],
+            ),
+        )
+    )
+
+
+def test_restart_with_unmoved_refs_reads_nothing_and_moved_refs_are_synced(
+    tmp_path: Path,
+) -> None:
+    memories: dict[str, MemoryRepository] = {}
+    calls: list[str] = []
+
+    def opener(repo: Repository) -> PackageRepository:
+        name = repo.metadata.name
+        memories.setdefault(name, MemoryRepository(url=f"memory://{name}", branch="main"))
+        return _Counting(memories[name], calls)  # type: ignore[return-value]
+
+    def open_engine() -> Engine:
+        return Engine(store=open_store("", tmp_path), opener=opener)
+
+    first = open_engine()
+    first.register_repository(repository("m", "memory://m"))
+    first.register_repository(repository("n", "memory://n"))
+    made = _init(first, "app")
+    first.store.close()
+
+    second = open_engine()
+    calls.clear()
+    assert second.start() == []
+    # m's refs moved with the API write after its last sync (the background syncer's ref
+    # check would have caught up); n's did not move
+    assert calls == ["memory://m"]
+    second.store.close()
+
+    second = open_engine()
+    calls.clear()
+    assert second.start() == []
+    assert calls == []  # both repositories' refs match their marks: no listing at all
+    assert [p.metadata.name for p in second.list(NS)[0]] == [made.metadata.name]
+    # An outside writer moves m's refs while no server runs.
+    outside = memories["m"].write(
+        package="other",
+        workspace="ws",
+        files={"Kptfile": KPTFILE},
+        lifecycle=Lifecycle.DRAFT,
+        task={"type": "init"},
+        author=Author("o", "o@example.com"),
+        base=None,
+    )
+    assert outside.info is not None
+    second.store.close()
+
+    third = open_engine()
+    calls.clear()
+    third.start()
+    assert calls == ["memory://m"]  # only the repository whose refs moved is listed
+    names = {p.spec.package_name for p in third.list(NS)[0]}
+    assert names == {"app", "other"}
+    # The sync after a start (the syncer's "initial") is as cheap; a full one is not.
+    calls.clear()
+    third.sync_repository(NS, "n")
+    assert calls == []
+    third.sync_repository(NS, "n", full=True)
+    assert calls == ["memory://n"]
+    third.store.close()
+
+
+def test_a_namesake_of_a_removed_repository_is_indexed_afresh(tmp_path: Path) -> None:
+    memories: dict[str, MemoryRepository] = {}
+
+    def opener(repo: Repository) -> PackageRepository:
+        url = repo.spec.git.repo if repo.spec.git else ""
+        return memories.setdefault(url, MemoryRepository(url=url, branch="main"))
+
+    engine = Engine(store=open_store("", tmp_path), opener=opener)
+    try:
+        engine.register_repository(repository("m", "memory://one"))
+        made = _init(engine, "app")
+        engine.objects.delete("Repository", NS, "m")
+        assert engine.list(NS)[0] == []
+        # Same name, same (unmoved) refs: without its old mark it is read again.
+        engine.register_repository(repository("m", "memory://one"))
+        assert [p.metadata.name for p in engine.list(NS)[0]] == [made.metadata.name]
+    finally:
+        engine.store.close()

@@ -265,7 +265,7 @@ def test_reads_survive_dropped_connections(
 def test_schema_is_versioned_and_migration_is_idempotent(pg_dsn: str) -> None:
     stores = [PostgresStore(pg_dsn) for _ in range(3)]
     try:
-        assert {s.schema_version() for s in stores} == {1}
+        assert {s.schema_version() for s in stores} == {2}
         with stores[0].transaction() as txn:
             txn.next_resource_version()
     finally:
@@ -298,7 +298,7 @@ def test_concurrent_first_opens_create_the_schema_once(pg_server: PostgresServer
         t.join()
     try:
         assert not errors
-        assert [s.schema_version() for s in opened] == [1, 1, 1, 1]
+        assert [s.schema_version() for s in opened] == [2, 2, 2, 2]
     finally:
         for s in opened:
             s.close()

@@ -16,11 +16,11 @@ UID_NAMESPACE = uuid.UUID("aac71d91-5c67-456f-8fd2-902ef6da820e")
 
 
 def is_dns_label(value: str) -> bool:
-    return len(value) <= 63 and bool(_DNS_LABEL.match(value))
+    return len(value) <= 63 and bool(_DNS_LABEL.fullmatch(value))
 
 
 def is_dns_subdomain(value: str) -> bool:
-    return len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))
+    return len(value) <= 253 and bool(_DNS_SUBDOMAIN.fullmatch(value))
 
 
 def dns_label_errors(value: str) -> list[str]:
@@ -28,7 +28,7 @@ def dns_label_errors(value: str) -> list[str]:
     errs = []
     if len(value) > 63:
         errs.append("must be no more than 63 characters")
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):
         errs.append(
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or"
             " '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or"
@@ -117,3 +117,77 @@ def validate_package_revision_names(repository: str, package: str, workspace: st
             f"invalid package revision name {name!r}: must be a DNS-1123 subdomain"
             " of at most 253 characters"
         )
+
+
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_NAME_PART_ERROR = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an"
+    " alphanumeric character"
+)
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+
+def _qualified_name_error(key: str) -> str:
+    """Why ``key`` is not a Kubernetes qualified name (label/annotation key), or ""."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and not is_dns_subdomain(prefix):
+        return "prefix part must be a lowercase RFC 1123 subdomain of at most 253 characters"
+    if not name:
+        return "name part must be non-empty"
+    if len(name) > 63:
+        return "name part must be no more than 63 characters"
+    if not _QUALIFIED_NAME.fullmatch(name):
+        return "name part " + _NAME_PART_ERROR
+    return ""
+
+
+def validate_object_meta(meta: dict[str, object]) -> None:
+    """Kubernetes' ObjectMeta checks: name, namespace, label keys/values, annotation keys.
+
+    Raises ``Invalid`` (422) naming the field; values are shown escaped, so control
+    characters in them cannot forge log lines or terminal output.
+    """
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if not isinstance(name, str) or not is_dns_subdomain(name):
+        raise Invalid(
+            f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 subdomain of at"
+            " most 253 characters is required"
+        )
+    if not isinstance(namespace, str) or not is_dns_label(namespace):
+        raise Invalid(
+            f"metadata.namespace: Invalid value: {namespace!r}: "
+            + "; ".join(dns_label_errors(str(namespace)))
+        )
+    validate_labels_and_annotations(meta)
+
+
+def validate_labels_and_annotations(meta: dict[str, object]) -> None:
+    """Label keys and values, annotation keys and size, as Kubernetes checks them (422)."""
+    for field_name in ("labels", "annotations"):
+        values = meta.get(field_name)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise Invalid(f"metadata.{field_name}: Invalid value: must be a map of strings")
+        for key, value in values.items():
+            error = _qualified_name_error(key) if isinstance(key, str) else "must be a string"
+            if error:
+                raise Invalid(f"metadata.{field_name}: Invalid value: {key!r}: {error}")
+            if not isinstance(value, str):
+                raise Invalid(f"metadata.{field_name}[{key}]: Invalid value: must be a string")
+            if (
+                field_name == "labels"
+                and value
+                and (len(value) > 63 or not _QUALIFIED_NAME.fullmatch(value))
+            ):
+                raise Invalid(
+                    f"metadata.labels: Invalid value: {value!r}: a valid label must be an empty"
+                    f" string or {_NAME_PART_ERROR}, of at most 63 characters"
+                )
+        if field_name == "annotations":
+            size = sum(len(k) + len(str(v)) for k, v in values.items())
+            if size > MAX_ANNOTATIONS_BYTES:
+                raise Invalid(
+                    f"metadata.annotations: Too long: must have at most {MAX_ANNOTATIONS_BYTES}"
+                    " bytes"
+                )

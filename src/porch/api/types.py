@@ -199,6 +199,14 @@ class Locator:
 
 
 @dataclass
+class Approval:
+    """One recorded approval of a Proposed revision (docs/approval.md)."""
+
+    user: str = ""
+    time: str | None = None
+
+
+@dataclass
 class PackageRevisionStatus:
     upstream_lock: Locator | None = None
     self_lock: Locator | None = None
@@ -206,6 +214,10 @@ class PackageRevisionStatus:
     publish_timestamp: str | None = None
     deployment: bool = False
     conditions: list[Condition] = field(default_factory=list)
+    # Beyond upstream Porch (docs/approval.md): who proposed it, and the approvals recorded.
+    proposed_by: str = ""
+    propose_timestamp: str | None = None
+    approvals: list[Approval] = field(default_factory=list)
 
 
 @dataclass
@@ -353,6 +365,41 @@ class OciRepositorySpec:
 
 
 @dataclass
+class ApprovalPolicy:
+    """Who must approve a Proposed revision before it is published (docs/approval.md).
+
+    ``proposerMayApprove`` is always written out: ``false`` must survive the omit-empty rule.
+    """
+
+    min_approvals: int = field(
+        default=1,
+        metadata={
+            "schema": {
+                "minimum": 1,
+                "default": 1,
+                "description": "Distinct eligible users who must approve before publishing.",
+            }
+        },
+    )
+    proposer_may_approve: bool = field(
+        default=True,
+        metadata={
+            "keep": True,
+            "schema": {
+                "default": True,
+                "description": "Whether the user who proposed a revision may approve it.",
+            },
+        },
+    )
+    approver_groups: list[str] = field(
+        default_factory=list,
+        metadata={
+            "schema": {"description": "When set, only members of one of these groups may approve."}
+        },
+    )
+
+
+@dataclass
 class RepositorySpec:
     description: str = ""
     deployment: bool = False
@@ -361,6 +408,7 @@ class RepositorySpec:
     sync: RepositorySync | None = None
     git: GitRepositorySpec | None = None
     oci: OciRepositorySpec | None = None
+    approval_policy: ApprovalPolicy | None = None
 
 
 @dataclass

@@ -66,9 +66,11 @@ def decode(raw: bytes, mtype: str, *, patch: bool = False) -> Any:
         raise BadRequest("the request body is empty")
     if mtype in _YAML_TYPES:
         try:
-            return yaml.load(raw, Loader=_Loader)
+            loaded = yaml.load(raw, Loader=_Loader)
         except yaml.YAMLError as exc:
             raise BadRequest(f"error decoding YAML: {exc}") from None
+        _check_aliasing(loaded, len(raw))
+        return loaded
     if mtype in ("", JSON, MERGE_PATCH, JSON_PATCH, "*/*"):
         try:
             return orjson.loads(raw)
@@ -78,6 +80,27 @@ def decode(raw: bytes, mtype: str, *, patch: bool = False) -> Any:
         f'the body of the request was in an unknown format "{mtype}" - accepted media types'
         f" include: {JSON}, {YAML}"
     )
+
+
+def _check_aliasing(value: Any, size: int) -> None:
+    """Refuse YAML whose aliases expand to far more nodes than its text has bytes.
+
+    The loader shares aliased nodes, so a "billion laughs" body is small in memory until
+    anything walks or serialises it. Without aliases a document cannot have more nodes than
+    bytes, so the bound never rejects a plain body.
+    """
+    budget = size + 10_000
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise BadRequest("error decoding YAML: document contains excessive aliasing")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def decode_object(raw: bytes, mtype: str) -> dict[str, Any]:

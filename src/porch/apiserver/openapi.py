@@ -66,7 +66,10 @@ class _Builder:
         hints = get_type_hints(cls)
         props = {}
         for f in dataclasses.fields(cls):
-            props[f.metadata.get("json", camel(f.name))] = self.hint(hints[f.name])
+            prop = self.hint(hints[f.name])
+            if "$ref" not in prop:  # siblings of a $ref are ignored in OpenAPI 3.0
+                prop = {**prop, **f.metadata.get("schema", {})}
+            props[f.metadata.get("json", camel(f.name))] = prop
         return {"type": "object", "properties": props}
 
     def hint(self, hint: Any) -> dict[str, Any]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import builtins
 
 from porch.api.lifecycle import Endpoint
-from porch.api.types import GROUP, LATEST_REVISION_LABEL, VERSION, PackageRevision
+from porch.api.names import validate_labels_and_annotations
+from porch.api.types import GROUP, LATEST_REVISION_LABEL, VERSION, Lifecycle, PackageRevision
 from porch.apiserver.codec import to_model
 from porch.apiserver.kinds import Body, Caller, Column, ResourceType, name_column, spec_field
+from porch.apiserver.writes import add_warning
 from porch.engine import Engine
+from porch.engine.rules import approval_progress, approvals_required
 from porch.engine.watch import Watcher
 
 
@@ -51,13 +54,31 @@ class PackageRevisionBackend:
         )
 
     def create(self, caller: Caller, namespace: str, body: Body) -> Body:
+        validate_labels_and_annotations(body.get("metadata") or {})
         pr = to_model(PackageRevision, body)
         return self._engine.create(pr, user=caller.name).to_dict()
 
     def update(self, caller: Caller, namespace: str, body: Body, subresource: str) -> Body:
+        validate_labels_and_annotations(body.get("metadata") or {})
         pr = to_model(PackageRevision, body)
         endpoint = Endpoint.APPROVAL if subresource == "approval" else Endpoint.MAIN
-        return self._engine.update(pr, endpoint=endpoint, user=caller.name).to_dict()
+        updated = self._engine.update(pr, endpoint=endpoint, user=caller.name, groups=caller.groups)
+        if (
+            endpoint is Endpoint.APPROVAL
+            and pr.spec.lifecycle == Lifecycle.PUBLISHED
+            and updated.spec.lifecycle == Lifecycle.PROPOSED
+        ):
+            # The approval was recorded but the repository's policy wants more (docs/approval.md).
+            repo = self._engine.repositories.get(namespace, updated.spec.repository)
+            add_warning(
+                approval_progress(
+                    updated.metadata.name,
+                    caller.name,
+                    len(updated.status.approvals),
+                    approvals_required(repo.spec.approval_policy),
+                )
+            )
+        return updated.to_dict()
 
     def delete(self, caller: Caller, namespace: str, name: str) -> Body:
         return self._engine.delete(namespace, name, user=caller.name).to_dict()

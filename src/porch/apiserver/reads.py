@@ -7,10 +7,10 @@ import binascii
 from typing import Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from porch.apiserver.deadline import run_in_threadpool
 from porch.apiserver.kinds import Body, Caller, ResourceType
 from porch.apiserver.negotiate import wants_table
 from porch.apiserver.status import JSONResponse

@@ -12,6 +12,21 @@ from porch.api.types import CONFIG_GROUP, Repository
 from porch.apiserver.kinds import Body, Column, ResourceType, name_column, spec_field
 from porch.apiserver.stored import StoredBackend
 from porch.engine import Engine
+from porch.engine.rules import validate_approval_policy
+
+
+class RepositoryBackend(StoredBackend):
+    """Checks ``spec.approvalPolicy`` and fills in its defaults (docs/approval.md)."""
+
+    def prepare(self, body: Body) -> Body:
+        spec = body.get("spec")
+        if isinstance(spec, dict) and "approvalPolicy" in spec:
+            policy = validate_approval_policy(spec["approvalPolicy"])
+            if policy is None:
+                del spec["approvalPolicy"]
+            else:
+                spec["approvalPolicy"] = policy
+        return body
 
 
 def _ready(obj: Body) -> Any:
@@ -43,7 +58,7 @@ def resource(engine: Engine) -> ResourceType:
         plural="repositories",
         singular="repository",
         kind="Repository",
-        backend=StoredBackend(engine, "Repository"),
+        backend=RepositoryBackend(engine, "Repository"),
         short_names=("repo",),
         categories=("kpt",),
         subresources=("status",),

@@ -8,9 +8,10 @@ resourceVersion (kubectl edit/apply) still goes through the engine's optimistic 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,6 +26,7 @@ from porch.apiserver.codec import (
     media_type,
     read_body,
 )
+from porch.apiserver.deadline import run_in_threadpool
 from porch.apiserver.kinds import Body, Caller, ResourceType
 from porch.apiserver.patch import apply_patch, json_patch, merge_patch, strategic_as_merge
 from porch.apiserver.status import JSONResponse
@@ -34,6 +36,35 @@ STRATEGIC_REFUSED = (
     "the body of the request was in an unknown format - accepted media types include:"
     " application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
 )
+
+
+# Warnings a backend raises while it serves one write; they leave as ``Warning`` headers, which
+# kubectl prints (kube-apiserver's ``warning.AddWarning``). The list object is shared with the
+# worker thread because anyio copies the context into it.
+_WARNINGS: ContextVar[list[str] | None] = ContextVar("porch_write_warnings", default=None)
+
+
+def add_warning(text: str) -> None:
+    """Attach a warning to the response of the write being served (no-op outside one)."""
+    sink = _WARNINGS.get()
+    if sink is not None and text not in sink:
+        sink.append(text)
+
+
+def _warning_header(text: str) -> str:
+    """RFC 7234 warn-value with code 299, as kube-apiserver writes it."""
+    clean = " ".join(text.split()).replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{clean}"'
+
+
+async def _run(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict[str, str]]:
+    sink: list[str] = []
+    token = _WARNINGS.set(sink)
+    try:
+        result = await run_in_threadpool(fn, *args)
+    finally:
+        _WARNINGS.reset(token)
+    return result, {"Warning": ", ".join(_warning_header(w) for w in sink)} if sink else {}
 
 
 def check_identity(rt: ResourceType, body: Body, namespace: str, name: str = "") -> Body:
@@ -94,8 +125,8 @@ async def update(
 ) -> Response:
     body = decode_object(await read_body(request, limit), media_type(request))
     body = check_identity(rt, body, namespace, name)
-    updated = await run_in_threadpool(rt.backend.update, caller, namespace, body, sub)
-    return JSONResponse(updated)
+    updated, headers = await _run(rt.backend.update, caller, namespace, body, sub)
+    return JSONResponse(updated, headers=headers)
 
 
 def _patched(mtype: str, current: Body, doc: Any) -> Any:
@@ -136,8 +167,8 @@ async def patch(
     if not isinstance(new, dict):
         raise BadRequest("the patched object is not a JSON object")
     new = check_identity(rt, new, namespace, name)
-    updated = await run_in_threadpool(rt.backend.update, caller, namespace, new, sub)
-    return JSONResponse(updated)
+    updated, headers = await _run(rt.backend.update, caller, namespace, new, sub)
+    return JSONResponse(updated, headers=headers)
 
 
 def _check_preconditions(current: Body, pre: Any) -> None:

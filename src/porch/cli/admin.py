@@ -9,6 +9,7 @@ import click
 
 from porch import __version__
 from porch.cli.conformance import conformance
+from porch.cli.controllers import controllers
 from porch.cli.fnrunner import fn, fn_runner
 from porch.cli.serve import serve
 from porch.errors import PorchError
@@ -62,5 +63,6 @@ def demo(data_dir: Path) -> None:
 
 main.add_command(serve)
 main.add_command(conformance)
+main.add_command(controllers)
 main.add_command(fn)
 main.add_command(fn_runner)

@@ -9,6 +9,7 @@ with ``--allow-anonymous`` since no credentials would ever arrive over it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -29,6 +30,12 @@ MIB = 1024 * 1024
 )
 @click.option(
     "--listen", default="127.0.0.1:7007", show_default=True, help="host:port (port 0: any)"
+)
+@click.option(
+    "--controllers",
+    "run_controllers",
+    is_flag=True,
+    help="Also run the PackageVariant(Set) controllers in-process (docs/controllers.md).",
 )
 @click.option(
     "--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="Server cert (PEM)."
@@ -126,9 +133,25 @@ MIB = 1024 * 1024
 @click.option(
     "--no-sync", is_flag=True, help="Do not sync repositories in the background (docs/sync.md)."
 )
+@click.option(
+    "--content",
+    type=click.Choice(["git", "db"]),
+    default="git",
+    show_default=True,
+    help=(
+        "Where Draft and Proposed revisions live: git branches, or only the store (db; git is"
+        " written on publish, delete of a published revision and sync). See docs/store.md."
+    ),
+)
+@click.option(
+    "--db-push-drafts-to-git",
+    is_flag=True,
+    help="With --content db: also mirror every draft write to its git draft branch.",
+)
 def serve(
     data_dir: Path,
     listen: str,
+    run_controllers: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
     token_file: Path | None,
@@ -148,6 +171,8 @@ def serve(
     max_concurrent_syncs: int,
     sync_timeout: float,
     no_sync: bool,
+    content: str,
+    db_push_drafts_to_git: bool,
 ) -> None:
     """Serve the Porch API for kubectl and Kubernetes clients."""
     if insecure_http and not allow_anonymous:
@@ -157,6 +182,13 @@ def serve(
         )
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    if run_controllers and not insecure_http and token_file is not None and tls_cert is not None:
+        raise click.UsageError(
+            "--controllers needs the kubeconfig porch serve writes; it is not written with"
+            " --token-file and --tls-cert together"
+        )
+    if db_push_drafts_to_git and content != "db":
+        raise click.UsageError("--db-push-drafts-to-git needs --content db")
     from porch.apiserver import auth, create_app, serving, tls
     from porch.apiserver.access import security_from_files
     from porch.server import Settings, build_engine, build_syncer, ensure_demo
@@ -175,6 +207,8 @@ def serve(
         sync_full_interval=sync_full_interval,
         max_concurrent_syncs=max_concurrent_syncs,
         sync_timeout=sync_timeout,
+        content=content,
+        db_push_drafts_to_git=db_push_drafts_to_git,
     )
     try:
         engine = build_engine(settings)
@@ -240,9 +274,24 @@ def serve(
     syncer = build_syncer(engine, settings)
     if syncer is not None:
         syncer.start()
+    stop_controllers = _start_controllers(kubeconfig) if run_controllers else None
     try:
         serving.run(app, sock, engine=engine, tls=tls_files, watch_history=watch_history)
     finally:
         if syncer is not None:
             syncer.stop()
+        if stop_controllers is not None:
+            stop_controllers()
     engine.store.close()
+
+
+def _start_controllers(kubeconfig: Path) -> Callable[[], None]:
+    """The variant controllers in this process, as clients of this server (its kubeconfig)."""
+    from porch.cli.controllers import client_factory
+    from porch.controllers import ControllerRunner
+
+    runner = ControllerRunner(
+        client_factory(server="", token="", kubeconfig=kubeconfig, insecure=False)
+    )
+    runner.start()
+    return runner.stop

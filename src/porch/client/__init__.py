@@ -1,6 +1,13 @@
 """Typed HTTP client for the Porch API, shared by porchctl, controllers and tests."""
 
-from porch.client._client import ALL_NAMESPACES, PorchClient, WatchEvent, field_selector
+from porch.client._client import (
+    ALL_NAMESPACES,
+    CONFIG,
+    CONFIG_V1ALPHA2,
+    PorchClient,
+    WatchEvent,
+    field_selector,
+)
 from porch.client._config import Connection, load_kubeconfig
 from porch.client._errors import (
     BadRequest,
@@ -24,6 +31,8 @@ from porch.client._lifecycle import LifecycleVerbs, Outcome, is_ready, unmet_gat
 __all__ = [
     "ALL_NAMESPACES",
     "BadRequest",
+    "CONFIG",
+    "CONFIG_V1ALPHA2",
     "ClientError",
     "ConfigError",
     "Conflict",

@@ -22,6 +22,7 @@ from porch.client._errors import ClientError, StatusError, TransportError, error
 
 PORCH = "/apis/porch.kpt.dev/v1alpha1"
 CONFIG = "/apis/config.porch.kpt.dev/v1alpha1"
+CONFIG_V1ALPHA2 = "/apis/config.porch.kpt.dev/v1alpha2"
 CORE = "/api/v1"
 ALL_NAMESPACES = ""  # pass as namespace to list across every namespace
 
@@ -299,10 +300,84 @@ class PorchClient:
     def delete_secret(self, name: str, *, namespace: str | None = None) -> None:
         self.request("DELETE", self._path(CORE, "secrets", self._ns(namespace), name))
 
+    # --- any other kind, as plain dicts (PackageVariant, PackageVariantSet, ...) -------------
+    # ``api`` is the group-version prefix, e.g. ``CONFIG`` or ``CONFIG_V1ALPHA2``.
+
+    def list_objects(
+        self, api: str, plural: str, *, namespace: str | None = None, labels: str = ""
+    ) -> list[dict[str, Any]]:
+        return self._list(api, plural, self._ns(namespace), None, labels)
+
+    def get_object(
+        self, api: str, plural: str, name: str, *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        return self.request("GET", self._path(api, plural, self._ns(namespace), name))
+
+    def create_object(self, api: str, plural: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        ns = str((body.get("metadata") or {}).get("namespace") or self.namespace)
+        return self.request("POST", self._path(api, plural, ns), body=dict(body))
+
+    def update_object(
+        self, api: str, plural: str, body: Mapping[str, Any], *, sub: str = ""
+    ) -> dict[str, Any]:
+        """PUT the object (or its ``sub``resource, e.g. ``status``); stale resourceVersion → 409."""
+        meta = body.get("metadata") or {}
+        ns = str(meta.get("namespace") or self.namespace)
+        path = self._path(api, plural, ns, str(meta.get("name") or ""), sub)
+        return self.request("PUT", path, body=dict(body))
+
+    def delete_object(
+        self, api: str, plural: str, name: str, *, namespace: str | None = None
+    ) -> None:
+        self.request("DELETE", self._path(api, plural, self._ns(namespace), name))
+
+    def watch_objects(
+        self,
+        api: str,
+        plural: str,
+        *,
+        namespace: str | None = None,
+        labels: str = "",
+        resource_version: str = "",
+        timeout_seconds: int = 0,
+    ) -> Iterator[WatchEvent]:
+        """Like ``watch_package_revisions`` for any kind the server can watch."""
+        params = {"watch": "true", "allowWatchBookmarks": "true"}
+        if labels:
+            params["labelSelector"] = labels
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        if timeout_seconds:
+            params["timeoutSeconds"] = str(timeout_seconds)
+        return self._stream(self._path(api, plural, self._ns(namespace)), params)
+
+    def _stream(self, path: str, params: Mapping[str, str]) -> Iterator[WatchEvent]:
+        try:
+            with self._http.stream(
+                "GET", path, params=params, timeout=None, extensions=self._extensions
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        event = orjson.loads(line)
+                        yield WatchEvent(str(event.get("type")), event.get("object") or {})
+        except httpx.HTTPError as exc:
+            raise TransportError(f"watch on {self.base_url} ended: {_why(exc)}") from None
+
 
 def _why(exc: httpx.HTTPError) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0]
 
 
-__all__ = ["ALL_NAMESPACES", "PorchClient", "StatusError", "WatchEvent", "field_selector"]
+__all__ = [
+    "ALL_NAMESPACES",
+    "CONFIG",
+    "CONFIG_V1ALPHA2",
+    "PorchClient",
+    "StatusError",
+    "WatchEvent",
+    "field_selector",
+]

@@ -11,6 +11,7 @@ from porch.api._serde import from_dict, to_dict
 from porch.api.names import compose_name, package_object_name, revision_uid
 from porch.api.types import (
     LATEST_REVISION_LABEL,
+    Approval,
     Condition,
     GitLock,
     Lifecycle,
@@ -128,6 +129,11 @@ def to_package_revision(row: RevisionRow, *, latest: bool, repo: Repository) -> 
     if lifecycle.published_like:
         status.published_by = row.published_by
         status.publish_timestamp = row.published_at
+    record = meta.get("approval")  # proposer and approvals (docs/approval.md)
+    if record:
+        status.proposed_by = record.get("proposedBy") or ""
+        status.propose_timestamp = record.get("proposeTimestamp")
+        status.approvals = [from_dict(Approval, a) for a in record.get("approvals") or []]
     return PackageRevision(
         metadata=ObjectMeta(
             name=row.name,

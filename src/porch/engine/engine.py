@@ -9,9 +9,13 @@ the repository change is undone by compare-and-swap, so nothing half-written sta
 from __future__ import annotations
 
 import builtins
+import contextlib
+import functools
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -38,14 +42,19 @@ from porch.engine.render import NoFunctionRuntime, Renderer, RenderOutcome
 from porch.engine.replicas import ReplicaFeed
 from porch.engine.repositories import RepositoryRegistry
 from porch.engine.rules import (
+    APPROVAL_META,
+    approvals_required,
+    check_approver,
     check_latest_label_create,
     check_latest_label_update,
     check_published_spec_unchanged,
+    check_readiness,
     choose_task,
     task_json,
 )
 from porch.engine.sealing import Sealer
 from porch.engine.selectors import RevisionFilter, parse_package_filter, parse_revision_filter
+from porch.engine.sync import Lease, LocalLease
 from porch.engine.watch import Watcher, WatchEvent, WatchHub
 from porch.errors import (
     AlreadyExists,
@@ -68,10 +77,13 @@ from porch.krm.kptfile import (
 from porch.krm.resources import heal_comments
 from porch.repository.paths import check_package_files
 from porch.repository.types import PORCH_AUTHOR, Author, Change, PackageRepository, RevisionInfo
-from porch.store.types import Event, RevisionRow, Store, Transaction
-from porch.tasks import UpstreamLock, clone_task, edit_task, init_task
+from porch.store.types import Event, ObjectRow, RevisionRow, Store, Transaction
+from porch.tasks import OciUpstreamLock, UpstreamLock, clone_task, edit_task, init_task
+from porch.tasks.clone import Upstream
 
 Fault = Callable[[str], None]
+
+log = logging.getLogger("porch.engine")
 
 
 _UPGRADE_FIELDS = {
@@ -91,14 +103,88 @@ class UpstreamFetcher(Protocol):
 
 RESOURCE = "packagerevisions.porch.kpt.dev"
 FILES_CACHE_SIZE = 512
+START_WORKERS = 4  # repositories Engine.start reconciles at once
+# Seconds a sync that met an API write in flight on its repository waits for it before its
+# next pass (Engine.write_wait; docs/sync.md).
+WRITE_WAIT = 2.0
 
 
 def _no_fault(point: str) -> None:
     return None
 
 
+def _remove_stale_locks(adapter: PackageRepository) -> list[str]:
+    """A writer killed while holding a ref lock changed no ref, so the sync mark still matches;
+    its lock must go all the same, or that ref stays unwritable (docs/reliability.md)."""
+    clean = getattr(adapter, "remove_stale_locks", None)
+    return list(clean()) if callable(clean) else []
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _WritesInFlight:
+    """API writes between their first repository change and the end of their index commit
+    (or undo), counted per repository; a sync does not commit while its repository has one
+    (docs/sync.md). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count: dict[tuple[str, str], int] = {}
+        self._waiting: dict[tuple[str, str], int] = {}
+        self._mine = threading.local()
+
+    def _held(self) -> dict[tuple[str, str], int]:
+        held: dict[tuple[str, str], int] | None = getattr(self._mine, "held", None)
+        if held is None:
+            held = self._mine.held = {}
+        return held
+
+    @contextlib.contextmanager
+    def hold(self, namespace: str, repository: str) -> Iterator[None]:
+        key = (namespace, repository)
+        with self._cond:
+            self._count[key] = self._count.get(key, 0) + 1
+        held = self._held()
+        held[key] = held.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            held[key] -= 1
+            if not held[key]:
+                del held[key]
+            with self._cond:
+                left = self._count[key] - 1
+                if left:
+                    self._count[key] = left
+                else:
+                    del self._count[key]
+                    self._cond.notify_all()
+
+    def busy(self, namespace: str, repository: str) -> bool:
+        with self._cond:
+            return (namespace, repository) in self._count
+
+    def wait_idle(self, namespace: str, repository: str, timeout: float) -> bool:
+        """Wait until no write is in flight on the repository; False on time-out, and at once
+        when this thread's own write is one of them (it cannot end while we wait)."""
+        key = (namespace, repository)
+        if key in self._held():
+            return False
+        with self._cond:
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+            try:
+                return self._cond.wait_for(lambda: key not in self._count, timeout)
+            finally:
+                self._waiting[key] -= 1
+                if not self._waiting[key]:
+                    del self._waiting[key]
+
+    def waiting(self, namespace: str, repository: str) -> int:
+        """Syncs now waiting for the repository's writes (tests)."""
+        with self._cond:
+            return self._waiting.get((namespace, repository), 0)
 
 
 class Engine:
@@ -119,12 +205,18 @@ class Engine:
         self.sealer = sealer  # encrypts Secret data at rest when set
         self._fetch_upstream = fetch_upstream
         self.repositories = RepositoryRegistry(store, opener)
+        # Who may sync a repository now: the store's lease when it has one (PostgreSQL: across
+        # replicas), else one within this process (docs/sync.md).
+        store_lease = getattr(store, "lease", None)
+        self.sync_lease: Lease = store_lease if callable(store_lease) else LocalLease()
         self.renderer = renderer or NoFunctionRuntime(convert.has_pipeline)
         self._fault = fault
         self._clock = clock
         self._try_locks = TryLocks()
         self._package_locks = KeyedLocks()
         self._commit_lock = threading.Lock()
+        self._writes = _WritesInFlight()
+        self.write_wait = WRITE_WAIT
         self.hub = WatchHub()
         # Other replicas' commits reach self.hub through the feed once start() subscribed it
         # (PostgreSQL); it also keeps the mark of what was published (docs/replicas.md).
@@ -200,6 +292,36 @@ class Engine:
         )
         txn.add_event(event)
         return event
+
+    def _stamp_batch(
+        self, txn: Transaction, batch: Sequence[tuple[RevisionRow, str, dict[str, Any]]]
+    ) -> list[Event]:
+        """``_stamp`` for many rows in one go (a sync), with bodies built beforehand by
+        ``_prebuilt``: one block of resourceVersions, one round trip for the rows and one for
+        the events, in the order given."""
+        if not batch:
+            return []
+        first = txn.reserve_resource_versions(len(batch))
+        events: list[Event] = []
+        puts: list[tuple[RevisionRow, dict[str, Any] | None]] = []
+        for offset, (row, event_type, body) in enumerate(batch):
+            row.resource_version = first + offset
+            body["metadata"]["resourceVersion"] = str(row.resource_version)
+            if event_type == "DELETED":
+                if puts:
+                    txn.put_revisions(puts)
+                    puts = []
+                txn.delete_revision(row.namespace, row.name)
+            else:
+                puts.append((row, body))
+            kind = "PackageRevision"
+            events.append(
+                Event(row.resource_version, event_type, kind, row.namespace, row.name, body)
+            )
+        if puts:
+            txn.put_revisions(puts)
+        txn.add_events(events)
+        return events
 
     def _expect(self, namespace: str, name: str, resource_version: int) -> None:
         """Compare-and-set inside the write transaction: the row must still be at
@@ -353,13 +475,20 @@ class Engine:
         rows = self.store.list_revisions(namespace, repository=name)
 
         def work(txn: Transaction) -> builtins.list[Event]:
+            txn.delete_contents(namespace, name)  # drafts kept by --content db go with it
+            txn.delete_object(SYNC_MARK, namespace, name)  # a namesake starts from nothing
             return [self._stamp(txn, row, "DELETED", repo) for row in rows]
 
         self._commit(work)
         self.repositories.forget(namespace, name)
 
     def sync_repository(
-        self, namespace: str, name: str, *, adapter: PackageRepository | None = None
+        self,
+        namespace: str,
+        name: str,
+        *,
+        adapter: PackageRepository | None = None,
+        full: bool = False,
     ) -> list[str]:
         """Reconcile the index with what the repository holds; returns recovery notes.
 
@@ -367,17 +496,50 @@ class Engine:
         before git is listed and checked again inside the commit, so git is never older than
         the index it is compared with, and a write that lands in between makes it start over
         rather than undo that write.
+
+        Every sync leaves a *sync mark* in the store: the digest of the refs its listing came
+        from. When the refs still have that digest the index already says what they hold, and
+        (unless ``full``) nothing is read from git at all (docs/sync.md).
         """
         repo = self.repositories.get(namespace, name)
         adapter = adapter or self.repositories.adapter(repo)
         adapter.fetch()
+        mark = None if full else self.store.get_object(SYNC_MARK, namespace, name)
+        return self._reconcile(repo, adapter, mark.body if mark is not None else None)
+
+    def index_matches(self, namespace: str, name: str, version: str) -> bool:
+        """Whether the stored sync mark says the index holds what refs ``version`` hold (a
+        sync that gave up to in-flight writes leaves no mark, so this is False after it)."""
+        mark = self.store.get_object(SYNC_MARK, namespace, name)
+        return mark is not None and mark.body == _mark_body(version)
+
+    def _reconcile(
+        self, repo: Repository, adapter: PackageRepository, mark: dict[str, Any] | None
+    ) -> list[str]:
+        """``sync_repository`` after the fetch; ``mark``: the stored sync mark, if any."""
+        namespace, name = repo.metadata.namespace, repo.metadata.name
+        if mark is not None and mark == _mark_body(adapter.version()):
+            return _remove_stale_locks(adapter)
         notes: list[str] = []
         recover = getattr(adapter, "recover", None)
         if callable(recover):
             notes = list(recover())
-        for _attempt in range(SYNC_ATTEMPTS):
+        for attempt in range(SYNC_ATTEMPTS):
             if self._sync_once(namespace, name, repo, adapter):
                 break
+            if attempt + 1 < SYNC_ATTEMPTS:
+                # An API write on this repository may be between its git change and its index
+                # commit: let it finish before listing again (no wait when none is).
+                self._writes.wait_idle(namespace, name, self.write_wait)
+        else:
+            # No mark was written: the next sync (ref check, schedule) reconciles again.
+            log.warning(
+                "repository %s/%s: sync left for the next one: the index kept changing or API"
+                " writes stayed in flight over %d passes",
+                namespace,
+                name,
+                SYNC_ATTEMPTS,
+            )
         return notes
 
     def _sync_once(
@@ -386,7 +548,8 @@ class Engine:
         """One reconcile pass; False when an index write raced it (the caller retries)."""
         rows = {r.name: r for r in self.store.list_revisions(namespace, repository=name)}
         seen = {key: row.resource_version for key, row in rows.items()}
-        found = {compose_name(name, i.package, i.workspace): i for i in adapter.list_revisions()}
+        version, listed = _listing(adapter)
+        found = {compose_name(name, i.package, i.workspace): i for i in listed}
         added, changed, gone = [], [], []
         for key, info in found.items():
             row = rows.get(key)
@@ -400,7 +563,24 @@ class Engine:
             ):
                 changed.append((row, info))
         gone = [row for key, row in rows.items() if key not in found]
+        mark = ObjectRow(SYNC_MARK, namespace, name, _mark_body(version))
         if not (added or changed or gone):
+            stored = self.store.get_object(SYNC_MARK, namespace, name)
+            if stored is None or stored.body != mark.body:
+
+                def note(txn: Transaction) -> list[Event]:
+                    now = self.store.list_revisions(namespace, repository=name)
+                    if {r.name: r.resource_version for r in now} != seen:
+                        raise _SyncRaced()
+                    if self._writes.busy(namespace, name):
+                        raise _SyncRaced()  # its git change may be listed: no mark for it
+                    txn.put_object(mark)
+                    return []
+
+                try:
+                    self._commit(note)
+                except _SyncRaced:
+                    return False
             return True
         before = _latest_by_package(
             (r.package, r.revision, Lifecycle(r.lifecycle)) for r in rows.values()
@@ -418,28 +598,34 @@ class Engine:
                 if was != now:
                     prepared.append((_copy(row), "MODIFIED"))
         for info in added:
-            summary = convert.kptfile_summary(adapter.read_files(info))
+            summary = _kptfile_summary(adapter, info)
             new = convert.row_from_info(namespace, name, info, summary)
             new.meta = {"creationTimestamp": new.published_at or self._clock()}
             prepared.append((new, "ADDED"))
         for row, info in changed:
-            summary = (
-                row.kptfile
-                if row.commit == info.commit
-                else convert.kptfile_summary(adapter.read_files(info))
-            )
+            summary = row.kptfile if row.commit == info.commit else _kptfile_summary(adapter, info)
             new = convert.row_from_info(namespace, name, info, summary)
             new.meta = row.meta
             prepared.append((new, "MODIFIED"))
+        # Bodies are built before the commit (outside the writers' lock, so another
+        # repository's sync can commit meanwhile); only their resourceVersion is set inside.
+        batch: list[tuple[RevisionRow, str, dict[str, Any]]] = []
+        for row in gone:
+            batch.append((row, "DELETED", self._prebuilt(row, False, repo)))
+        for row, kind in prepared:
+            latest = row.revision > 0 and after.get(row.package) == row.revision
+            batch.append((row, kind, self._prebuilt(row, latest, repo)))
 
         def work(txn: Transaction) -> list[Event]:
             now = self.store.list_revisions(namespace, repository=name)
             if {r.name: r.resource_version for r in now} != seen:
                 raise _SyncRaced()
-            events = [self._stamp(txn, row, "DELETED", repo, latest=False) for row in gone]
-            for row, kind in prepared:
-                latest = row.revision > 0 and after.get(row.package) == row.revision
-                events.append(self._stamp(txn, row, kind, repo, latest=latest))
+            if self._writes.busy(namespace, name):
+                # An API write moved refs but has not committed its row yet: indexing its
+                # change here would make its own commit fail and its undo strand our row.
+                raise _SyncRaced()
+            events = self._stamp_batch(txn, batch)
+            txn.put_object(mark)
             return events
 
         try:
@@ -448,21 +634,48 @@ class Engine:
             return False
         return True
 
-    def start(self) -> list[str]:
-        """Re-index every registered repository (after a restart); returns recovery notes.
+    @staticmethod
+    def _prebuilt(row: RevisionRow, latest: bool, repo: Repository) -> dict[str, Any]:
+        """The body a stamp gives ``row``, built with a stand-in resourceVersion (the key
+        stays where a real one goes; ``_stamp_batch`` sets the value)."""
+        row.resource_version = 1
+        return convert.to_package_revision(row, latest=latest, repo=repo).to_dict()
 
-        With a store other replicas share (PostgreSQL), this process first subscribes to their
-        commits, which then reach its watchers (docs/replicas.md).
+    def start(self, *, workers: int = START_WORKERS) -> list[str]:
+        """Reconcile every registered repository (after a restart); returns recovery notes.
+
+        Repositories whose refs match their sync mark are not read at all (a warm restart);
+        the others are synced on ``workers`` threads, so one repository's git reads overlap
+        another's store round trips. With a store other replicas share (PostgreSQL), this
+        process first subscribes to their commits, which then reach its watchers
+        (docs/replicas.md).
         """
         self._feed.start()
-        notes: list[str] = []
-        for repo in self.repositories.list():
+        repos = self.repositories.list()
+        marks = {(m.namespace, m.name): m.body for m in self.store.list_objects(SYNC_MARK)}
+
+        def one(repo: Repository) -> builtins.list[str]:
             ns, name = repo.metadata.namespace, repo.metadata.name
             try:
-                notes += self.sync_repository(ns, name)
+                adapter = self.repositories.adapter(repo)
+                adapter.fetch()
+                mark = marks.get((ns, name))
+                if mark is not None and mark == _mark_body(adapter.version()):
+                    return _remove_stale_locks(adapter)  # the index says what the refs hold
+                held = self.sync_lease(f"{ns}/{name}")
+                if held is None:
+                    return []  # another replica indexes it now, into the store we share
+                with held:
+                    return self._reconcile(repo, adapter, None)
             except PorchError as exc:  # one broken repository must not stop the others
-                notes.append(f"repository {ns}/{name} could not be synced: {exc}")
-        return notes
+                return [f"repository {ns}/{name} could not be synced: {exc}"]
+
+        if workers <= 1 or len(repos) <= 1:
+            results = [one(repo) for repo in repos]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="start") as pool:
+                results = list(pool.map(one, repos))
+        return [note for notes in results for note in notes]
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -698,25 +911,26 @@ class Engine:
         check_package_files(files)
         summary = convert.kptfile_summary(files)
         self._fault("create:before-write")
-        adapter = self._write_adapter(repo)
-        change = adapter.write(
-            package=spec.package_name,
-            workspace=spec.workspace_name,
-            files=files,
-            lifecycle=Lifecycle.DRAFT,
-            task=task_json(task),
-            author=self._author(repo, user),
-            base=None,
-        )
-        assert change.info is not None
-        self._remember_files(adapter, change.info, files)
-        row = convert.row_from_info(ns, spec.repository, change.info, summary)
-        row.meta = convert.metadata_of(pr.metadata, creation=self._clock())
-        self._commit(
-            lambda txn: [self._stamp(txn, row, "ADDED", repo, expect=0)],
-            [change],
-            point="create:after-write",
-        )
+        with self._writes.hold(ns, spec.repository):
+            adapter = self._write_adapter(repo)
+            change = adapter.write(
+                package=spec.package_name,
+                workspace=spec.workspace_name,
+                files=files,
+                lifecycle=Lifecycle.DRAFT,
+                task=task_json(task),
+                author=self._author(repo, user),
+                base=None,
+            )
+            assert change.info is not None
+            self._remember_files(adapter, change.info, files)
+            row = convert.row_from_info(ns, spec.repository, change.info, summary)
+            row.meta = convert.metadata_of(pr.metadata, creation=self._clock())
+            self._commit(
+                lambda txn: [self._stamp(txn, row, "ADDED", repo, expect=0)],
+                [change],
+                point="create:after-write",
+            )
         return self._object(row, repo)
 
     def _run_task(self, task: Task, pr: PackageRevision, repo: Repository) -> dict[str, str]:
@@ -797,13 +1011,7 @@ class Engine:
                 self.repositories.adapter(source_repo), convert.info_from_row(row)
             )
 
-        new_repo = self.repositories.get(ns, new.repository)
-        lock = UpstreamLock(
-            repo=new_repo.spec.git.repo if new_repo.spec.git else "",
-            directory=new.package,
-            ref=new.ref,
-            commit=new.commit,
-        )
+        lock = self._registered_lock(self.repositories.get(ns, new.repository), new)
         files, _conflicts = upgrade_task(
             local=files_of(local),
             old_upstream=files_of(old),
@@ -821,7 +1029,7 @@ class Engine:
         if up is not None and up.git is not None and up.git.repo:
             return self._clone_git(up.git, pr, repo)
         if up is not None and up.oci is not None and up.oci.image:
-            raise Invalid("clone from OCI is not implemented")
+            return self._clone_oci(up.oci.image, pr, repo)
         raise Invalid("invalid clone source (neither of git, oci, nor upstream were specified)")
 
     def _clone_git(self, git: GitPackage, pr: PackageRevision, repo: Repository) -> dict[str, str]:
@@ -839,6 +1047,67 @@ class Engine:
             package_path=pr.spec.package_name,
             upstream=lock,
             deployment=repo.spec.deployment,
+        )
+
+    def _clone_oci(self, image: str, pr: PackageRevision, repo: Repository) -> dict[str, str]:
+        """Clone the package an OCI image holds (its last layer), e.g. a porch revision
+        ``<registry>/<package>:v3`` or any image ``kpt`` could read (docs/oci.md)."""
+        from porch.repository.oci import OciCredentials, fetch_oci_package, split_image
+
+        host, name, _reference = split_image(image)
+        secret = self._oci_secret_for(pr.metadata.namespace, host, name)
+        credentials = None
+        if secret:
+            got = self._credentials(pr.metadata.namespace, secret)
+            credentials = OciCredentials(
+                username=got.get("username", ""),
+                password=got.get("password", ""),
+                bearer_token=got.get("bearerToken", ""),
+            )
+        files, digest = fetch_oci_package(image, credentials)
+        return clone_task(
+            files,
+            package_path=pr.spec.package_name,
+            upstream=OciUpstreamLock(image=image.strip(), digest=digest),
+            deployment=repo.spec.deployment,
+        )
+
+    def _oci_secret_for(self, namespace: str, host: str, name: str) -> str:
+        """The ``secretRef`` of the registered OCI repository of this namespace whose registry
+        (host and prefix) holds the image, the longest prefix winning; "" when none has one.
+        ``upstream.oci`` carries no credentials of its own (Porch's API has only ``image``)."""
+        from porch.repository.oci.client import split_registry
+
+        bare = host.split("://", 1)[-1]
+        best, best_len = "", -1
+        for candidate in self.repositories.list(namespace):
+            oci = candidate.spec.oci
+            if candidate.spec.type != "oci" or oci is None or not oci.registry:
+                continue
+            try:
+                _base, reg_host, prefix = split_registry(oci.registry)
+            except PorchError:
+                continue
+            inside = not prefix or name == prefix or name.startswith(prefix + "/")
+            if reg_host == bare and inside and len(prefix) > best_len:
+                best = oci.secret_ref.name if oci.secret_ref else ""
+                best_len = len(prefix)
+        return best
+
+    @staticmethod
+    def _registered_lock(source_repo: Repository, row: RevisionRow) -> Upstream:
+        """How a Kptfile points at a revision of a registered repository: git repo/directory/
+        ref/commit, or for an OCI repository the image ``<registry>/<package>:<tag>`` locked to
+        the manifest digest."""
+        oci = source_repo.spec.oci
+        if source_repo.spec.type == "oci" and oci is not None:
+            image = f"{oci.registry.strip().rstrip('/')}/{row.package}:{row.ref}"
+            return OciUpstreamLock(image=image, digest=row.commit)
+        return UpstreamLock(
+            repo=source_repo.spec.git.repo if source_repo.spec.git else "",
+            directory=row.package,
+            ref=row.ref,
+            commit=row.commit,
         )
 
     def credentials(self, namespace: str, secret_name: str) -> dict[str, str]:
@@ -882,16 +1151,10 @@ class Engine:
         files = self._read_files(
             self.repositories.adapter(source_repo), convert.info_from_row(source)
         )
-        lock = UpstreamLock(
-            repo=source_repo.spec.git.repo if source_repo.spec.git else "",
-            directory=source.package,
-            ref=source.ref,
-            commit=source.commit,
-        )
         return clone_task(
             files,
             package_path=pr.spec.package_name,
-            upstream=lock,
+            upstream=self._registered_lock(source_repo, source),
             deployment=repo.spec.deployment,
         )
 
@@ -935,8 +1198,12 @@ class Engine:
         *,
         endpoint: Endpoint = Endpoint.MAIN,
         user: str | None = None,
+        groups: Sequence[str] = (),
     ) -> PackageRevision:
-        """PUT of the object (``MAIN``) or of its ``approval`` subresource."""
+        """PUT of the object (``MAIN``) or of its ``approval`` subresource.
+
+        ``user``/``groups`` are the caller's identity: the approval policy reads them.
+        """
         ns, name = pr.metadata.namespace, pr.metadata.name
         with self._object_lock(ns, name):
             row = self._row(ns, name)
@@ -956,29 +1223,39 @@ class Engine:
                 meta["deletionTimestamp"] = row.meta["deletionTimestamp"]
                 if not meta["finalizers"]:
                     return self._finish_deletion(row, repo, meta)
+            # Who proposed it and the approvals so far live in the row's meta (docs/approval.md):
+            # kept across updates, started afresh by a proposal, dropped by a rejection.
+            record = row.meta.get(APPROVAL_META)
+            if old is Lifecycle.DRAFT and new is Lifecycle.PROPOSED:
+                record = {"proposedBy": user, "proposeTimestamp": self._clock()} if user else None
+            elif old is Lifecycle.PROPOSED and new is Lifecycle.DRAFT:
+                record = None
+            if record:
+                meta[APPROVAL_META] = record
             adapter = self._write_adapter(repo)
             info = convert.info_from_row(row)
             if old is Lifecycle.DRAFT:
                 return self._update_draft(row, repo, adapter, pr, new, meta, user)
             if old is Lifecycle.PROPOSED and new is Lifecycle.PUBLISHED:
-                return self._approve(row, repo, adapter, meta, user)
-            changes: builtins.list[Change] = []
-            new_row = _copy(row)
-            new_row.meta = meta
-            if new is not old:
-                change = adapter.set_lifecycle(info, new)
-                assert change.info is not None
-                changes.append(change)
-                new_row.lifecycle = str(change.info.lifecycle)
-                new_row.ref = change.info.ref
-                new_row.commit = change.info.commit
-            self._commit(
-                lambda txn: [
-                    self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)
-                ],
-                changes,
-                point="update:after-lifecycle",
-            )
+                return self._approve(row, repo, adapter, meta, user, groups)
+            with self._writes.hold(ns, row.repository):
+                changes: builtins.list[Change] = []
+                new_row = _copy(row)
+                new_row.meta = meta
+                if new is not old:
+                    change = adapter.set_lifecycle(info, new)
+                    assert change.info is not None
+                    changes.append(change)
+                    new_row.lifecycle = str(change.info.lifecycle)
+                    new_row.ref = change.info.ref
+                    new_row.commit = change.info.commit
+                self._commit(
+                    lambda txn: [
+                        self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)
+                    ],
+                    changes,
+                    point="update:after-lifecycle",
+                )
             return self._object(new_row, repo)
 
     def _update_draft(
@@ -1022,44 +1299,48 @@ class Engine:
         if outcome.files == files:
             # Nothing to commit (Porch writes an empty "Rendering package" commit here): a
             # propose only renames the branch, a metadata change only touches the index.
-            changes: builtins.list[Change] = []
-            new_row = _copy(row)
-            if new is not Lifecycle(row.lifecycle):
-                change = adapter.set_lifecycle(info, new)
-                assert change.info is not None
-                changes.append(change)
-                new_row = convert.row_from_info(
-                    row.namespace, row.repository, change.info, row.kptfile
+            with self._writes.hold(row.namespace, row.repository):
+                changes: builtins.list[Change] = []
+                new_row = _copy(row)
+                if new is not Lifecycle(row.lifecycle):
+                    change = adapter.set_lifecycle(info, new)
+                    assert change.info is not None
+                    changes.append(change)
+                    new_row = convert.row_from_info(
+                        row.namespace, row.repository, change.info, row.kptfile
+                    )
+                new_row.meta = meta
+                self._commit(
+                    lambda txn: [
+                        self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)
+                    ],
+                    changes,
+                    point="update:after-write",
                 )
+            return self._object(new_row, repo)
+        with self._writes.hold(row.namespace, row.repository):
+            change = adapter.write(
+                package=row.package,
+                workspace=row.workspace,
+                files=outcome.files,
+                lifecycle=new,
+                task={"type": "render"},
+                author=self._author(repo, user),
+                base=info,
+            )
+            assert change.info is not None
+            self._remember_files(adapter, change.info, outcome.files)
+            new_row = convert.row_from_info(
+                row.namespace, row.repository, change.info, convert.kptfile_summary(outcome.files)
+            )
             new_row.meta = meta
             self._commit(
                 lambda txn: [
                     self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)
                 ],
-                changes,
+                [change],
                 point="update:after-write",
             )
-            return self._object(new_row, repo)
-        change = adapter.write(
-            package=row.package,
-            workspace=row.workspace,
-            files=outcome.files,
-            lifecycle=new,
-            task={"type": "render"},
-            author=self._author(repo, user),
-            base=info,
-        )
-        assert change.info is not None
-        self._remember_files(adapter, change.info, outcome.files)
-        new_row = convert.row_from_info(
-            row.namespace, row.repository, change.info, convert.kptfile_summary(outcome.files)
-        )
-        new_row.meta = meta
-        self._commit(
-            lambda txn: [self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)],
-            [change],
-            point="update:after-write",
-        )
         return self._object(new_row, repo)
 
     def _approve(
@@ -1069,8 +1350,42 @@ class Engine:
         adapter: PackageRepository,
         meta: dict[str, Any],
         user: str | None,
+        groups: Sequence[str] = (),
     ) -> PackageRevision:
-        with self._package_locks.hold(f"{row.namespace}/{row.repository}/{row.package}"):
+        """Record the caller's approval; publish once the repository's policy is met."""
+        policy = repo.spec.approval_policy
+        record = dict(meta.get(APPROVAL_META) or {})
+        approvals = [dict(a) for a in record.get("approvals") or []]
+        if policy is not None:
+            check_approver(
+                name=row.name,
+                repository=row.repository,
+                policy=policy,
+                user=user,
+                groups=groups,
+                proposed_by=str(record.get("proposedBy") or ""),
+                approved_by=[str(a.get("user")) for a in approvals],
+            )
+        check_readiness(row.name, row.kptfile)
+        if user and all(a.get("user") != user for a in approvals):  # one entry per user
+            approvals.append({"user": user, "time": self._clock()})
+        if approvals:
+            meta = {**meta, APPROVAL_META: {**record, "approvals": approvals}}
+        if policy is not None and len(approvals) < approvals_required(policy):
+            # Not enough approvals yet: only the record changes, the revision stays Proposed.
+            waiting = _copy(row)
+            waiting.meta = meta
+            self._commit(
+                lambda txn: [
+                    self._stamp(txn, waiting, "MODIFIED", repo, expect=row.resource_version)
+                ],
+                point="approve:recorded",
+            )
+            return self._object(waiting, repo)
+        with (
+            self._package_locks.hold(f"{row.namespace}/{row.repository}/{row.package}"),
+            self._writes.hold(row.namespace, row.repository),
+        ):
             number = (
                 self.store.max_published_revision(row.namespace, row.repository, row.package) + 1
             )
@@ -1168,35 +1483,36 @@ class Engine:
                     " remote. Fix locally (until 'kpt fn render' succeeds) and retry. Details: "
                     + outcome.error
                 )
-            try:
-                change = adapter.write(
-                    package=row.package,
-                    workspace=row.workspace,
-                    files=outcome.files,
-                    lifecycle=Lifecycle.DRAFT,
-                    task={"type": "render"},
-                    author=self._author(repo, user),
-                    base=info,
+            with self._writes.hold(ns, row.repository):
+                try:
+                    change = adapter.write(
+                        package=row.package,
+                        workspace=row.workspace,
+                        files=outcome.files,
+                        lifecycle=Lifecycle.DRAFT,
+                        task={"type": "render"},
+                        author=self._author(repo, user),
+                        base=info,
+                    )
+                except PorchError as exc:
+                    if not outcome.failed:
+                        raise
+                    raise InternalError(
+                        f"failed to persist resources after render failure: {exc}"
+                    ) from exc
+                assert change.info is not None
+                self._remember_files(adapter, change.info, outcome.files)
+                new_row = convert.row_from_info(
+                    ns, row.repository, change.info, convert.kptfile_summary(outcome.files)
                 )
-            except PorchError as exc:
-                if not outcome.failed:
-                    raise
-                raise InternalError(
-                    f"failed to persist resources after render failure: {exc}"
-                ) from exc
-            assert change.info is not None
-            self._remember_files(adapter, change.info, outcome.files)
-            new_row = convert.row_from_info(
-                ns, row.repository, change.info, convert.kptfile_summary(outcome.files)
-            )
-            new_row.meta = row.meta
-            self._commit(
-                lambda txn: [
-                    self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)
-                ],
-                [change],
-                point="resources:after-write",
-            )
+                new_row.meta = row.meta
+                self._commit(
+                    lambda txn: [
+                        self._stamp(txn, new_row, "MODIFIED", repo, expect=row.resource_version)
+                    ],
+                    [change],
+                    point="resources:after-write",
+                )
             if outcome.failed:
                 raise RenderError(
                     "error rendering package in kpt function pipeline. Package pushed to remote"
@@ -1250,29 +1566,30 @@ class Engine:
     def _finish_deletion(
         self, row: RevisionRow, repo: Repository, meta: dict[str, Any]
     ) -> PackageRevision:
-        adapter = self._write_adapter(repo)
-        before = self._object(row, repo)
-        was_latest = LATEST_REVISION_LABEL in before.metadata.labels
-        change = adapter.delete(convert.info_from_row(row))
-        gone = _copy(row)
-        gone.meta = meta
+        with self._writes.hold(row.namespace, row.repository):
+            adapter = self._write_adapter(repo)
+            before = self._object(row, repo)
+            was_latest = LATEST_REVISION_LABEL in before.metadata.labels
+            change = adapter.delete(convert.info_from_row(row))
+            gone = _copy(row)
+            gone.meta = meta
 
-        def work(txn: Transaction) -> builtins.list[Event]:
-            events = [self._stamp(txn, gone, "DELETED", repo, expect=row.resource_version)]
-            if was_latest:
-                rest = [
-                    r
-                    for r in self.store.list_revisions(
-                        row.namespace, repository=row.repository, package=row.package
-                    )
-                    if r.revision > 0 and Lifecycle(r.lifecycle).published_like
-                ]
-                if rest:
-                    newest = max(rest, key=lambda r: r.revision)
-                    events.append(self._stamp(txn, newest, "MODIFIED", repo))
-            return events
+            def work(txn: Transaction) -> builtins.list[Event]:
+                events = [self._stamp(txn, gone, "DELETED", repo, expect=row.resource_version)]
+                if was_latest:
+                    rest = [
+                        r
+                        for r in self.store.list_revisions(
+                            row.namespace, repository=row.repository, package=row.package
+                        )
+                        if r.revision > 0 and Lifecycle(r.lifecycle).published_like
+                    ]
+                    if rest:
+                        newest = max(rest, key=lambda r: r.revision)
+                        events.append(self._stamp(txn, newest, "MODIFIED", repo))
+                return events
 
-        self._commit(work, [change], point="delete:after-delete")
+            self._commit(work, [change], point="delete:after-delete")
         before.metadata.resource_version = str(gone.resource_version)
         return before
 
@@ -1366,6 +1683,27 @@ def _revision_matches(flt: RevisionFilter, obj: dict[str, Any]) -> bool:
 
 
 SYNC_ATTEMPTS = 5  # reconcile passes before a sync gives up to the next one
+# The store keeps one object of this kind per synced repository: the digest of the refs its
+# index was last built from. Not an API kind (no event, no resourceVersion): only the sync
+# reads it (docs/sync.md).
+SYNC_MARK = "porch.internal/SyncMark"
+# Bump when what discovery makes of the same refs changes: every mark is then stale.
+SYNC_MARK_FORMAT = 1
+
+
+def _mark_body(version: str) -> dict[str, Any]:
+    return {"refs": version, "format": SYNC_MARK_FORMAT}
+
+
+def _listing(adapter: PackageRepository) -> tuple[str, list[RevisionInfo]]:
+    """(refs digest, revisions) of one ref snapshot when the adapter can tell (git); else the
+    digest is taken first, so a mark never claims a newer state than the one listed."""
+    listing = getattr(adapter, "listing", None)
+    if callable(listing):
+        version, infos = listing()
+        return str(version), list(infos)
+    version = adapter.version()
+    return version, adapter.list_revisions()
 
 
 class _SyncRaced(Exception):
@@ -1379,6 +1717,26 @@ def _latest_by_package(revisions: Iterable[tuple[str, int, Lifecycle]]) -> dict[
         if revision > 0 and lifecycle.published_like and revision > best.get(package, 0):
             best[package] = revision
     return best
+
+
+def _kptfile_summary(adapter: PackageRepository, info: RevisionInfo) -> dict[str, Any]:
+    """The index's Kptfile summary of a revision, reading only its Kptfile when the adapter
+    can (the git one can); otherwise every file."""
+    read_kptfile = getattr(adapter, "read_kptfile", None)
+    if callable(read_kptfile):
+        text = read_kptfile(info)
+    else:
+        text = adapter.read_files(info).get("Kptfile")
+    if not isinstance(text, str):
+        return convert.kptfile_summary({})  # raises: a package must hold a Kptfile
+    summary: dict[str, Any] = orjson.loads(_summary_json(text))  # a copy of its own
+    return summary
+
+
+@functools.lru_cache(maxsize=4096)
+def _summary_json(text: str) -> bytes:
+    # Revisions of a package mostly share one Kptfile text: summarise each text once.
+    return orjson.dumps(convert.kptfile_summary({"Kptfile": text}))
 
 
 def _copy(row: RevisionRow) -> RevisionRow:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from porch.errors import InFlight
+from porch.waits import WaitLock
 
 
 class TryLocks:
@@ -31,12 +32,16 @@ class KeyedLocks:
     """Blocking locks by key, for short critical sections (revision numbering per package)."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, WaitLock] = {}
         self._mutex = threading.Lock()
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
         with self._mutex:
-            lock = self._locks.setdefault(key, threading.Lock())
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = WaitLock(what=f"the lock of package {key}")
+        # A WaitLock: the holder may be pushing to a remote, and waiting on it is waiting on
+        # the remote as far as the request deadline goes (porch.waits).
         with lock:
             yield

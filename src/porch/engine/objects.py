@@ -15,7 +15,7 @@ import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from porch.api.names import object_uid
+from porch.api.names import object_uid, validate_object_meta
 from porch.api.types import Repository
 from porch.engine.sealing import SEALED
 from porch.engine.selectors import LabelSelector, parse_object_filter
@@ -190,6 +190,7 @@ class ObjectService:
                 meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
             else:
                 raise Invalid("metadata.name: Required value: name or generateName is required")
+        validate_object_meta(meta)
         ns, name = meta["namespace"], meta["name"]
         if self._store.get_object(kind, ns, name) is not None:
             raise AlreadyExists(f'{k.resource} "{name}" already exists')
@@ -229,6 +230,7 @@ class ObjectService:
                 new_meta[fixed] = current["metadata"][fixed]
             else:
                 new_meta.pop(fixed, None)
+        validate_object_meta(new_meta)
         if subresource == "status":
             merged = copy.deepcopy(current)
             merged["status"] = new.get("status", {})

@@ -80,10 +80,18 @@ class RepositoryRegistry:
         self._cache.pop((namespace, name), None)
 
     def list(self, namespace: str | None = None) -> list[Repository]:
+        """Every stored Repository (shared: callers must not modify them). A row whose
+        resourceVersion matches the cached object is not decoded again: the syncer lists them
+        all on every Repository event, and with 1,000 of them decoding dominated."""
         out = []
         for row in self._store.list_objects(KIND, namespace):
-            repo = Repository.from_dict(row.body)
-            repo.metadata.resource_version = str(row.resource_version)
+            key = (row.namespace, row.name)
+            version = str(row.resource_version)
+            repo = self._cache.get(key)
+            if repo is None or repo.metadata.resource_version != version:
+                repo = Repository.from_dict(row.body)
+                repo.metadata.resource_version = version
+                self._cache[key] = repo
             out.append(repo)
         return out
 

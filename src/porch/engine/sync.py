@@ -19,9 +19,10 @@ service's status path (normal ``MODIFIED`` events): ``conditions`` (``Ready``),
 ``observedGeneration`` and ``observedRunOnceAt``.
 
 Several replicas: a sync runs only while its worker holds the repository's *lease*
-(``Lease``: ``try_acquire(key)`` returns a context manager, or None when someone else holds
-it, and then this replica skips the round). The default lease is in-process; see docs/sync.md
-for a PostgreSQL advisory-lock lease.
+(``Lease``: ``lease(key)`` returns a context manager, or None when someone else holds it, and
+then this replica skips the round). The default is the engine's ``sync_lease``: the store's own
+(PostgreSQL: a session advisory lock, so one replica at a time across all of them), else an
+in-process one (docs/sync.md).
 
 The scheduler is also usable without its thread: ``tick()`` runs one round at the time given
 by the injected clock, and ``wait_idle()`` waits for the workers it started (tests).
@@ -58,6 +59,8 @@ Lease = Callable[[str], AbstractContextManager[object] | None]
 
 KIND = "Repository"
 STATUS_ATTEMPTS = 5
+# Reasons of a sync that re-reads git even when the refs match the stored sync mark.
+FULL_REASONS = frozenset({"schedule", "runOnceAt", "spec", "retry", "status"})
 # Whatever the intervals say, the scheduler looks at the world at least this often.
 MAX_SLEEP = 5.0
 
@@ -186,6 +189,7 @@ class _State:
     running: _Run | None = None
     deferred_until: datetime | None = None  # another replica holds the lease
     spec_key: str = ""  # the spec without runOnceAt: what a "real" spec change changes
+    spec_generation: int = -1  # the generation spec_key was computed at
     written_full: str | None = None  # the lastFullSyncTime this syncer last wrote
     gone: bool = False
 
@@ -211,7 +215,7 @@ class RepositorySyncer:
         if self.settings.max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self._clock = clock
-        self._lease: Lease = lease or LocalLease()
+        self._lease: Lease = lease or engine.sync_lease
         self._observer = observer
         self._states: dict[tuple[str, str], _State] = {}
         self._lock = threading.RLock()
@@ -444,7 +448,11 @@ class RepositorySyncer:
 
     def _configure(self, state: _State, repo: Repository, now: datetime) -> None:
         schedule, run_once_at = _spec_sync(repo)
-        state.spec_key = _spec_key(repo)
+        if not state.spec_key or state.spec_generation != repo.metadata.generation:
+            # Only a new generation can change the spec: this runs for every repository on
+            # every rescan, and encoding 1,000 specs each time was most of a rescan's cost.
+            state.spec_key = _spec_key(repo)
+            state.spec_generation = repo.metadata.generation
         # Our own record wins until the status that carries it has been written.
         state.observed_run_once_at = repo.status.observed_run_once_at or state.observed_run_once_at
         errors = []
@@ -528,14 +536,20 @@ class RepositorySyncer:
                 reasons = ("refs moved",)
             if self._stopped.is_set() or state.gone:
                 return SyncOutcome(ns, name, "skipped", reasons)
-            engine.sync_repository(ns, name, adapter=adapter)
+            # A sync on a schedule (or after a spec change or a failure) re-reads git even
+            # when the refs match the sync mark; the first one after a start does not.
+            full = any(r in FULL_REASONS for r in reasons)
+            engine.sync_repository(ns, name, adapter=adapter, full=full)
             version = adapter.version()
-            count = len(engine.store.list_revisions(ns, repository=name))
+            # A sync that gave up to API writes in flight left no sync mark: forget the
+            # version so the next ref check syncs again instead of waiting for the schedule.
+            settled = engine.index_matches(ns, name, version)
+            count = engine.store.count_revisions(ns, name)
             head = _branch_head(adapter)
         now = self._clock()
         scheduled = reasons != ("refs moved",)
         with self._lock:
-            state.last_version = version
+            state.last_version = version if settled else None
             state.failures, state.retry_at = 0, None
             state.next_check = now + timedelta(seconds=self.settings.ref_interval)
             if scheduled or state.last_full is None:

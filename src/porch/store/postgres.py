@@ -22,11 +22,12 @@ SQLite's per-thread connection does.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import orjson
@@ -36,13 +37,20 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from porch.errors import Conflict, InternalError, Invalid, Unavailable
-from porch.store.sqlite import event_params, revision_params, row_from_columns
-from porch.store.types import Event, ObjectRow, RevisionRow
+from porch.store.sqlite import (
+    CONTENT_COLUMNS,
+    content_from_columns,
+    content_params,
+    event_params,
+    revision_params,
+    row_from_columns,
+)
+from porch.store.types import ContentRow, Event, ObjectRow, RevisionRow
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "porch_events"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # len(MIGRATIONS)
 # Any constant: serialises schema creation when several replicas start at once.
 _MIGRATION_LOCK = 0x706F726368  # "porch"
 
@@ -99,6 +107,26 @@ MIGRATIONS: Sequence[str] = (
         body TEXT NOT NULL
     );
     """,
+    # 2: the DB content mode's table (drafts' files, deletion markers; docs/store.md).
+    """
+    CREATE TABLE IF NOT EXISTS contents (
+        namespace TEXT COLLATE "C" NOT NULL,
+        repository TEXT COLLATE "C" NOT NULL,
+        package TEXT COLLATE "C" NOT NULL,
+        workspace TEXT COLLATE "C" NOT NULL,
+        lifecycle TEXT NOT NULL
+            CHECK (lifecycle IN ('Draft', 'Proposed', 'DeletionProposed')),
+        version TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        tasks TEXT NOT NULL,
+        author_name TEXT NOT NULL,
+        author_email TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        files TEXT NOT NULL,
+        PRIMARY KEY (namespace, repository, package, workspace)
+    );
+    """,
 )
 
 _REV_COLUMNS = (
@@ -106,6 +134,50 @@ _REV_COLUMNS = (
     " tasks, published_by, published_at, kptfile, meta, resource_version"
 )
 _ORDER = " ORDER BY namespace, repository, package, revision, lifecycle, name"
+_DELETE_SAME_NUMBER = (
+    "DELETE FROM revisions WHERE namespace = %s AND repository = %s"
+    " AND package = %s AND revision = %s AND name <> %s"
+)
+_UPSERT_REVISION = (
+    f"INSERT INTO revisions ({_REV_COLUMNS}, upstream, body)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (namespace, name) DO UPDATE SET"
+    " repository = EXCLUDED.repository, package = EXCLUDED.package,"
+    " workspace = EXCLUDED.workspace, revision = EXCLUDED.revision,"
+    " lifecycle = EXCLUDED.lifecycle, commit_id = EXCLUDED.commit_id,"
+    " ref = EXCLUDED.ref, tasks = EXCLUDED.tasks,"
+    " published_by = EXCLUDED.published_by, published_at = EXCLUDED.published_at,"
+    " kptfile = EXCLUDED.kptfile, meta = EXCLUDED.meta,"
+    " resource_version = EXCLUDED.resource_version, upstream = EXCLUDED.upstream,"
+    " body = EXCLUDED.body"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (resource_version, type, kind, namespace, name, body)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
+def _same_number(row: RevisionRow) -> tuple[Any, ...]:
+    return (row.namespace, row.repository, row.package, row.revision, row.name)
+
+
+def _lease_id(key: str) -> int:
+    """The advisory lock number of a lease key: 64 bits of its SHA-256, signed."""
+    return int.from_bytes(
+        hashlib.sha256(b"porch-sync-lease:" + key.encode()).digest()[:8], "big", signed=True
+    )
+
+
+# Batches at least this large go through COPY (fewer bytes and no per-row statement).
+_COPY_AT = 16
+
+
+def _distinct(items: Sequence[tuple[RevisionRow, Any]]) -> bool:
+    """No two rows share a name or a published number (one upsert can take them all)."""
+    names = {(row.namespace, row.name) for row, _ in items}
+    numbers = [(row.namespace, row.repository, row.package, row.revision) for row, _ in items]
+    numbered = [n for n in numbers if n[3] > 0]
+    return len(names) == len(items) and len(set(numbered)) == len(numbered)
 
 
 def _dumps(value: Any) -> str:
@@ -161,25 +233,71 @@ class _Txn:
         # SQLite's INSERT OR REPLACE also replaces a row holding the same published number of
         # the same package under another name; do the same.
         if row.revision > 0:
-            self._conn.execute(
-                "DELETE FROM revisions WHERE namespace = %s AND repository = %s"
-                " AND package = %s AND revision = %s AND name <> %s",
-                (row.namespace, row.repository, row.package, row.revision, row.name),
-            )
-        self._conn.execute(
-            f"INSERT INTO revisions ({_REV_COLUMNS}, upstream, body)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (namespace, name) DO UPDATE SET"
-            " repository = EXCLUDED.repository, package = EXCLUDED.package,"
-            " workspace = EXCLUDED.workspace, revision = EXCLUDED.revision,"
-            " lifecycle = EXCLUDED.lifecycle, commit_id = EXCLUDED.commit_id,"
-            " ref = EXCLUDED.ref, tasks = EXCLUDED.tasks,"
-            " published_by = EXCLUDED.published_by, published_at = EXCLUDED.published_at,"
-            " kptfile = EXCLUDED.kptfile, meta = EXCLUDED.meta,"
-            " resource_version = EXCLUDED.resource_version, upstream = EXCLUDED.upstream,"
-            " body = EXCLUDED.body",
-            revision_params(row, body),
+            self._conn.execute(_DELETE_SAME_NUMBER, _same_number(row))
+        self._conn.execute(_UPSERT_REVISION, revision_params(row, body))
+
+    def put_revisions(self, items: Sequence[tuple[RevisionRow, dict[str, Any] | None]]) -> None:
+        if len(items) >= _COPY_AT and _distinct(items):
+            self._copy_revisions(items)
+            return
+        # executemany pipelines the statements: one round trip for the whole batch. Rows are
+        # written one statement at a time, in order, so the result is that of put_revision.
+        with self._conn.cursor() as cur:
+            numbered = [_same_number(row) for row, _body in items if row.revision > 0]
+            if numbered:
+                cur.executemany(_DELETE_SAME_NUMBER, numbered)
+            cur.executemany(_UPSERT_REVISION, [revision_params(row, body) for row, body in items])
+
+    def _copy_revisions(self, items: Sequence[tuple[RevisionRow, dict[str, Any] | None]]) -> None:
+        """A large batch: COPY into a session-local staging table, then one DELETE and one
+        upsert from it. The rows are distinct by name and by published number, so this is
+        what writing them one after the other would give."""
+        conn = self._conn
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS revisions_batch"
+            " (LIKE revisions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
+        conn.execute("DELETE FROM revisions_batch")
+        with conn.cursor() as cur:
+            with cur.copy(
+                f"COPY revisions_batch ({_REV_COLUMNS}, upstream, body) FROM STDIN"
+            ) as cp:
+                for row, body in items:
+                    cp.write_row(revision_params(row, body))
+        conn.execute(
+            "DELETE FROM revisions r USING revisions_batch b WHERE b.revision > 0"
+            " AND r.namespace = b.namespace AND r.repository = b.repository"
+            " AND r.package = b.package AND r.revision = b.revision AND r.name <> b.name"
+        )
+        conn.execute(
+            _UPSERT_REVISION.split(" VALUES ", 1)[0]
+            + f" SELECT {_REV_COLUMNS}, upstream, body FROM revisions_batch"
+            + " ON CONFLICT"
+            + _UPSERT_REVISION.split(" ON CONFLICT", 1)[1]
+        )
+        conn.execute("DELETE FROM revisions_batch")
+
+    def reserve_resource_versions(self, count: int) -> int:
+        r = self._conn.execute(
+            "UPDATE counter SET value = value + %s WHERE id = 1 RETURNING value", (count,)
+        ).fetchone()
+        assert r is not None
+        last = int(r[0])
+        self.highest = max(self.highest, last)
+        return last - count + 1
+
+    def add_events(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        with self._conn.cursor() as cur:
+            if len(events) >= _COPY_AT:
+                columns = "resource_version, type, kind, namespace, name, body"
+                with cur.copy(f"COPY events ({columns}) FROM STDIN") as cp:
+                    for event in events:
+                        cp.write_row(event_params(event))
+            else:
+                cur.executemany(_INSERT_EVENT, [event_params(event) for event in events])
+        self.highest = max(self.highest, max(e.resource_version for e in events))
 
     def delete_revision(self, namespace: str, name: str) -> None:
         self._conn.execute(
@@ -201,12 +319,33 @@ class _Txn:
         )
 
     def add_event(self, event: Event) -> None:
-        self._conn.execute(
-            "INSERT INTO events (resource_version, type, kind, namespace, name, body)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            event_params(event),
-        )
+        self._conn.execute(_INSERT_EVENT, event_params(event))
         self.highest = max(self.highest, event.resource_version)
+
+    def put_content(self, row: ContentRow) -> None:
+        self._conn.execute(
+            f"INSERT INTO contents ({CONTENT_COLUMNS}, files)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (namespace, repository, package, workspace) DO UPDATE SET"
+            " lifecycle = EXCLUDED.lifecycle, version = EXCLUDED.version, ref = EXCLUDED.ref,"
+            " revision = EXCLUDED.revision, tasks = EXCLUDED.tasks,"
+            " author_name = EXCLUDED.author_name, author_email = EXCLUDED.author_email,"
+            " updated_at = EXCLUDED.updated_at, files = EXCLUDED.files",
+            content_params(row),
+        )
+
+    def delete_content(self, namespace: str, repository: str, package: str, workspace: str) -> None:
+        self._conn.execute(
+            "DELETE FROM contents WHERE namespace = %s AND repository = %s AND package = %s"
+            " AND workspace = %s",
+            (namespace, repository, package, workspace),
+        )
+
+    def delete_contents(self, namespace: str, repository: str) -> None:
+        self._conn.execute(
+            "DELETE FROM contents WHERE namespace = %s AND repository = %s",
+            (namespace, repository),
+        )
 
 
 class _Pool:
@@ -374,6 +513,10 @@ class PostgresStore:
         self._write_lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
+        # Sync leases (``lease``): session advisory locks on one dedicated connection.
+        self._lease_conn: psycopg.Connection[Any] | None = None
+        self._leased: set[str] = set()
+        self._lease_lock = threading.Lock()
         self._migrate()
 
     # --- connections --------------------------------------------------------------------------
@@ -550,6 +693,13 @@ class PostgresStore:
         )
         return int(rows[0][0] or 0)
 
+    def count_revisions(self, namespace: str, repository: str) -> int:
+        rows = self._read(
+            "SELECT COUNT(*) FROM revisions WHERE namespace = %s AND repository = %s",
+            (namespace, repository),
+        )
+        return int(rows[0][0])
+
     def list_bodies(
         self,
         namespace: str | None = None,
@@ -599,6 +749,24 @@ class PostgresStore:
             (namespace, name),
         )
         return [row_from_columns(r) for r in rows]
+
+    def get_content(
+        self, namespace: str, repository: str, package: str, workspace: str
+    ) -> ContentRow | None:
+        rows = self._read(
+            f"SELECT {CONTENT_COLUMNS}, files FROM contents WHERE namespace = %s"
+            " AND repository = %s AND package = %s AND workspace = %s",
+            (namespace, repository, package, workspace),
+        )
+        return content_from_columns(rows[0]) if rows else None
+
+    def list_contents(self, namespace: str, repository: str) -> list[ContentRow]:
+        rows = self._read(
+            f"SELECT {CONTENT_COLUMNS} FROM contents WHERE namespace = %s AND repository = %s"
+            " ORDER BY package, workspace",
+            (namespace, repository),
+        )
+        return [content_from_columns(r) for r in rows]
 
     def get_object(self, kind: str, namespace: str, name: str) -> ObjectRow | None:
         rows = self._read(
@@ -664,9 +832,57 @@ class PostgresStore:
             self._listeners.append(listener)
         return listener
 
+    # --- sync leases -------------------------------------------------------------------------
+
+    def lease(self, key: str) -> AbstractContextManager[object] | None:
+        """Hold ``key`` (a repository) against every replica on this database, or None when
+        someone holds it: a session advisory lock (``pg_try_advisory_lock``) on a connection
+        kept for leases, plus an in-process set (the lock is re-entrant within a session).
+
+        Leaving the context releases it; so does PostgreSQL when this process or its lease
+        connection dies, so a crashed replica never keeps a repository (docs/sync.md).
+        """
+        lock_id = _lease_id(key)
+        with self._lease_lock:
+            if key in self._leased:
+                return None
+            conn = self._lease_conn
+            if conn is None or conn.closed or conn.broken:
+                conn = self._lease_conn = self._connect()
+            try:
+                r = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_id,)).fetchone()
+            except psycopg.Error as exc:
+                conn.close()  # its locks go with it; the next lease reconnects
+                self._lease_conn = None
+                raise self._translate(exc) from exc
+            if not (r and r[0]):
+                return None
+            self._leased.add(key)
+        return self._leased_context(key, lock_id, conn)
+
+    @contextmanager
+    def _leased_context(
+        self, key: str, lock_id: int, conn: psycopg.Connection[Any]
+    ) -> Iterator[object]:
+        try:
+            yield key
+        finally:
+            with self._lease_lock:
+                self._leased.discard(key)
+                if conn is self._lease_conn and not conn.closed:
+                    try:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+                    except psycopg.Error:
+                        conn.close()
+                        self._lease_conn = None
+
     def close(self) -> None:
         with self._listeners_lock:
             listeners, self._listeners = self._listeners, []
         for listener in listeners:
             listener.close()
+        with self._lease_lock:
+            if self._lease_conn is not None:
+                self._lease_conn.close()
+                self._lease_conn = None
         self._pool.close()

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from porch.store.types import Event, ObjectRow, RevisionRow
+from porch.store.types import ContentRow, Event, ObjectRow, RevisionRow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
@@ -61,7 +61,29 @@ CREATE TABLE IF NOT EXISTS events (
     name TEXT NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS contents (
+    namespace TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    package TEXT NOT NULL,
+    workspace TEXT NOT NULL,
+    lifecycle TEXT NOT NULL CHECK (lifecycle IN ('Draft', 'Proposed', 'DeletionProposed')),
+    version TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    tasks TEXT NOT NULL,
+    author_name TEXT NOT NULL,
+    author_email TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    files TEXT NOT NULL,
+    PRIMARY KEY (namespace, repository, package, workspace)
+);
 """
+
+# The DB content mode's table (docs/store.md "Content mode"); files are one JSON object.
+CONTENT_COLUMNS = (
+    "namespace, repository, package, workspace, lifecycle, version, ref, revision, tasks,"
+    " author_name, author_email, updated_at"
+)
 
 _REV_COLUMNS = (
     "namespace, name, repository, package, workspace, revision, lifecycle, commit_id, ref,"
@@ -116,6 +138,44 @@ def upstream_of(tasks: list[dict[str, Any]]) -> str:
         if name:
             return str(name)
     return ""
+
+
+def content_params(row: ContentRow) -> tuple[Any, ...]:
+    """Values of ``CONTENT_COLUMNS`` plus files, as both stores insert them."""
+    return (
+        row.namespace,
+        row.repository,
+        row.package,
+        row.workspace,
+        row.lifecycle,
+        row.version,
+        row.ref,
+        row.revision,
+        _dumps(row.tasks),
+        row.author_name,
+        row.author_email,
+        row.updated_at,
+        _dumps(row.files or {}),
+    )
+
+
+def content_from_columns(r: Sequence[Any]) -> ContentRow:
+    """A ContentRow from ``CONTENT_COLUMNS`` (and files, when selected after them)."""
+    return ContentRow(
+        namespace=r[0],
+        repository=r[1],
+        package=r[2],
+        workspace=r[3],
+        lifecycle=r[4],
+        version=r[5],
+        ref=r[6],
+        revision=int(r[7]),
+        tasks=orjson.loads(r[8]),
+        author_name=r[9],
+        author_email=r[10],
+        updated_at=r[11],
+        files=orjson.loads(r[12]) if len(r) > 12 else None,
+    )
 
 
 def row_from_columns(r: Sequence[Any]) -> RevisionRow:
@@ -180,6 +240,46 @@ class _Txn:
             "INSERT INTO events (resource_version, type, kind, namespace, name, body)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             event_params(event),
+        )
+
+    def reserve_resource_versions(self, count: int) -> int:
+        cur = self._conn.execute(
+            "UPDATE counter SET value = value + ? WHERE id = 1 RETURNING value", (count,)
+        )
+        last: int = cur.fetchone()[0]
+        return last - count + 1
+
+    def put_revisions(self, items: Sequence[tuple[RevisionRow, dict[str, Any] | None]]) -> None:
+        self._conn.executemany(
+            f"INSERT OR REPLACE INTO revisions ({_REV_COLUMNS}, upstream, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [revision_params(row, body) for row, body in items],
+        )
+
+    def add_events(self, events: Sequence[Event]) -> None:
+        self._conn.executemany(
+            "INSERT INTO events (resource_version, type, kind, namespace, name, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [event_params(event) for event in events],
+        )
+
+    def put_content(self, row: ContentRow) -> None:
+        self._conn.execute(
+            f"INSERT OR REPLACE INTO contents ({CONTENT_COLUMNS}, files)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            content_params(row),
+        )
+
+    def delete_content(self, namespace: str, repository: str, package: str, workspace: str) -> None:
+        self._conn.execute(
+            "DELETE FROM contents WHERE namespace = ? AND repository = ? AND package = ?"
+            " AND workspace = ?",
+            (namespace, repository, package, workspace),
+        )
+
+    def delete_contents(self, namespace: str, repository: str) -> None:
+        self._conn.execute(
+            "DELETE FROM contents WHERE namespace = ? AND repository = ?", (namespace, repository)
         )
 
 
@@ -268,6 +368,17 @@ class SqliteStore:
         )
         return int(r[0] or 0)
 
+    def count_revisions(self, namespace: str, repository: str) -> int:
+        r = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*) FROM revisions WHERE namespace = ? AND repository = ?",
+                (namespace, repository),
+            )
+            .fetchone()
+        )
+        return int(r[0])
+
     def list_bodies(
         self,
         namespace: str | None = None,
@@ -321,6 +432,28 @@ class SqliteStore:
             (namespace, name),
         )
         return [row_from_columns(r) for r in cur]
+
+    def get_content(
+        self, namespace: str, repository: str, package: str, workspace: str
+    ) -> ContentRow | None:
+        r = (
+            self._conn()
+            .execute(
+                f"SELECT {CONTENT_COLUMNS}, files FROM contents WHERE namespace = ?"
+                " AND repository = ? AND package = ? AND workspace = ?",
+                (namespace, repository, package, workspace),
+            )
+            .fetchone()
+        )
+        return content_from_columns(r) if r else None
+
+    def list_contents(self, namespace: str, repository: str) -> list[ContentRow]:
+        cur = self._conn().execute(
+            f"SELECT {CONTENT_COLUMNS} FROM contents WHERE namespace = ? AND repository = ?"
+            " ORDER BY package, workspace",
+            (namespace, repository),
+        )
+        return [content_from_columns(r) for r in cur]
 
     def get_object(self, kind: str, namespace: str, name: str) -> ObjectRow | None:
         r = (

@@ -8,6 +8,7 @@ revisions exist; the engine reconciles the index with it on start and on sync.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,6 +47,30 @@ class ObjectRow:
     resource_version: int = 0
 
 
+@dataclass
+class ContentRow:
+    """A revision whose state lives only in the store (``--content db``, docs/store.md).
+
+    Drafts and Proposed revisions keep their files here (``version`` is their content version,
+    shown as the commit); a Published revision proposed for deletion keeps only a marker
+    (lifecycle DeletionProposed, ``version`` = its commit, no files).
+    """
+
+    namespace: str
+    repository: str
+    package: str
+    workspace: str
+    lifecycle: str  # Draft, Proposed or DeletionProposed
+    version: str
+    ref: str
+    revision: int = 0
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    author_name: str = ""
+    author_email: str = ""
+    updated_at: str = ""
+    files: dict[str, str] | None = None  # None when listed without the files
+
+
 @dataclass(frozen=True)
 class Event:
     resource_version: int
@@ -71,6 +96,30 @@ class Transaction(Protocol):
 
     def add_event(self, event: Event) -> None: ...
 
+    # Batches (a repository's index build): one round trip each instead of one per row.
+
+    def reserve_resource_versions(self, count: int) -> int:
+        """Allocate ``count`` consecutive resourceVersions; returns the first of them."""
+        ...
+
+    def put_revisions(self, items: Sequence[tuple[RevisionRow, dict[str, Any] | None]]) -> None:
+        """``put_revision`` for each (row, body), in order."""
+        ...
+
+    def add_events(self, events: Sequence[Event]) -> None: ...
+
+    def put_content(self, row: ContentRow) -> None:
+        """Insert or replace the content row of (namespace, repository, package, workspace)."""
+        ...
+
+    def delete_content(
+        self, namespace: str, repository: str, package: str, workspace: str
+    ) -> None: ...
+
+    def delete_contents(self, namespace: str, repository: str) -> None:
+        """Drop every content row of a repository (it was unregistered)."""
+        ...
+
 
 class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
@@ -91,6 +140,10 @@ class Store(Protocol):
         """Highest Published/DeletionProposed revision of a package (0 when none)."""
         ...
 
+    def count_revisions(self, namespace: str, repository: str) -> int:
+        """How many revisions of a repository the index holds."""
+        ...
+
     def list_bodies(
         self,
         namespace: str | None = None,
@@ -106,6 +159,16 @@ class Store(Protocol):
 
     def mentioning(self, namespace: str, name: str) -> list[RevisionRow]:
         """Rows whose creating task (clone or upgrade) names ``name`` as its upstream."""
+        ...
+
+    def get_content(
+        self, namespace: str, repository: str, package: str, workspace: str
+    ) -> ContentRow | None:
+        """One content row with its files (inside a transaction: as that transaction sees it)."""
+        ...
+
+    def list_contents(self, namespace: str, repository: str) -> list[ContentRow]:
+        """A repository's content rows, without their files (``files`` is None)."""
         ...
 
     def get_object(self, kind: str, namespace: str, name: str) -> ObjectRow | None: ...

@@ -1,8 +1,8 @@
 """``upgrade``: move a downstream package to a new upstream revision (spec §4.4).
 
 The three file maps are merged with the requested kpt strategy; the Kptfile then points at the
-new upstream (``upstream`` and ``upstreamLock``, as a clone would), merge-key comments are added,
-and — beyond Porch — every field both sides changed differently is recorded in a
+new upstream (``upstream`` and ``upstreamLock``, git or OCI, as a clone would), merge-key
+comments are added, and — beyond Porch — every field both sides changed differently is recorded in a
 ``MergeConflicts`` condition of the Kptfile, which the revision shows in ``status.conditions``.
 """
 
@@ -12,10 +12,10 @@ import json
 from collections.abc import Mapping
 
 from porch.errors import Invalid
-from porch.krm.kptfile import kptfile_set_upstream, kptfile_sync_conditions, read_kptfile
+from porch.krm.kptfile import kptfile_sync_conditions, read_kptfile
 from porch.krm.merge3 import Conflict
 from porch.krm.update import STRATEGIES, upgrade
-from porch.tasks.clone import UpstreamLock
+from porch.tasks.clone import Upstream, set_upstream
 
 MERGE_CONFLICTS = "MergeConflicts"
 
@@ -27,7 +27,7 @@ def upgrade_task(
     new_upstream: Mapping[str, str],
     strategy: str,
     package_path: str,
-    upstream: UpstreamLock,
+    upstream: Upstream,
 ) -> tuple[dict[str, str], list[Conflict]]:
     strategy = strategy or "resource-merge"
     if strategy not in STRATEGIES:
@@ -40,19 +40,8 @@ def upgrade_task(
     files, report = upgrade(strategy, local, old_upstream, new_upstream)
     if "Kptfile" not in files:
         raise Invalid("the upgraded package has no Kptfile at its root")
-    lock = upstream.normalised()
     name = package_path.rsplit("/", 1)[-1]
-    text = kptfile_set_upstream(
-        files["Kptfile"],
-        name=name,
-        upstream={"repo": lock.repo, "directory": lock.directory, "ref": lock.ref},
-        lock={
-            "repo": lock.repo,
-            "directory": lock.directory,
-            "ref": lock.ref,
-            "commit": lock.commit,
-        },
-    )
+    text = set_upstream(files["Kptfile"], name=name, upstream=upstream)
     status = read_kptfile(text).status
     existing = [
         {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message}

@@ -44,6 +44,7 @@ class GitHttpServer:
         self.basic = basic
         self.bearer = bearer
         self.redirect_to = redirect_to
+        self.redirect_code = 302  # or 301, 307, 308
         self.fault: Fault | None = None
         self.requests: list[SeenRequest] = []
         self.hanging = threading.Event()  # set once a request is being held by "hang"
@@ -131,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(500, {"Content-Type": "text/plain"}, b"simulated failure\n")
             return
         if owner.redirect_to is not None:
-            self._reply(302, {"Location": owner.redirect_to + self.path}, b"")
+            self._reply(owner.redirect_code, {"Location": owner.redirect_to + self.path}, b"")
             return
         ok, challenge = owner._authorized(authorization)
         if not ok:

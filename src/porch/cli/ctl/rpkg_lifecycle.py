@@ -76,8 +76,12 @@ def run_verb(
             if dry_run:
                 result = _dry_check(lifecycle, name, allowed, target)
             else:
-                outcome, _pr = verb(lifecycle, name)
+                outcome, pr = verb(lifecycle, name)
                 result = done if outcome is Outcome.CHANGED else f"is already {target}"
+                if outcome is Outcome.CHANGED and target and pr.spec.lifecycle != target:
+                    # Taken but not moved: the approval policy wants more approvals.
+                    who = ", ".join(a.user for a in pr.status.approvals)
+                    result = f"approval recorded, still {pr.spec.lifecycle} (approved by {who})"
         except ClientError as exc:
             err = CtlError.from_client(exc, name)
             first_error = first_error or exit_code_for(exc)

@@ -12,22 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import pygit2
+from pygit2.enums import ObjectType
 
 from porch.api.types import Lifecycle
 from porch.errors import AlreadyExists, Conflict, Forbidden, Invalid, NotFound
 from porch.repository.types import PORCH_AUTHOR, Author, Change, RevisionInfo
+from porch.waits import WaitLock
 
 from . import layout, trailers, trees
 from .discovery import Discovery, refs_version
 from .layout import DELETION_PROPOSED, DRAFTS, HEADS, PROPOSED, head, tag
-from .recovery import finish_interrupted_publishes
+from .recovery import finish_interrupted_publishes, remove_stale_ref_locks
 from .refs import LocalRefStore, RefStore, RefUpdate, revert
 from .remote import GitCredentials, RemoteRefStore, mirror_path, safe_url
 
 Clock = Callable[[], datetime]
 
 _WORKING = (Lifecycle.DRAFT, Lifecycle.PROPOSED)
-_PATH_LOCKS: dict[Path, threading.RLock] = {}
+_PATH_LOCKS: dict[Path, WaitLock] = {}
 _PATH_LOCKS_GUARD = threading.Lock()
 
 
@@ -35,11 +37,15 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _lock_for(path: Path) -> threading.RLock:
+def _lock_for(path: Path, where: str) -> WaitLock:
     # Objects opened on the same on-disk repository (or mirror) share one lock: pygit2
-    # objects are not thread-safe, and a mirror's fetches must not interleave.
+    # objects are not thread-safe, and a mirror's fetches must not interleave. Its holder may
+    # be fetching or pushing: a WaitLock lets the request deadline see that (porch.waits).
     with _PATH_LOCKS_GUARD:
-        return _PATH_LOCKS.setdefault(path, threading.RLock())
+        lock = _PATH_LOCKS.get(path)
+        if lock is None:
+            lock = _PATH_LOCKS[path] = WaitLock(threading.RLock(), f"the git lock of {where}")
+        return lock
 
 
 def _signature(who: Author, when: datetime) -> Any:
@@ -78,14 +84,14 @@ class GitRepository:
             self._url = safe_url(path_or_url)
             base = mirror_dir or Path(tempfile.gettempdir()) / "porch-git-mirrors"
             path = mirror_path(base, path_or_url)
-            self._lock = _lock_for(path)
+            self._lock = _lock_for(path, self._url)
             with self._lock:
                 self._repo = RemoteRefStore.open_mirror(path)
                 self._store = RemoteRefStore(self._repo, path_or_url, credentials)
         else:
             path = Path(path_or_url).resolve()
             self._url = path_or_url
-            self._lock = _lock_for(path)
+            self._lock = _lock_for(path, str(path))
             try:
                 self._repo = pygit2.Repository(str(path))
             except (pygit2.GitError, KeyError):
@@ -124,6 +130,20 @@ class GitRepository:
             self._open()
             return self._discovery.list_revisions(self._store.snapshot())
 
+    def branch_head(self) -> str:
+        """The registered branch's head commit ("" when the branch does not exist yet)."""
+        with self._lock:
+            self._open()
+            target = self._store.get(head(self._branch))
+            return (self._discovery.peel(target) or "") if target else ""
+
+    def listing(self) -> tuple[str, list[RevisionInfo]]:
+        """``version()`` and ``list_revisions()`` of one and the same ref snapshot."""
+        with self._lock:
+            self._open()
+            refs = self._store.snapshot()
+            return refs_version(refs), self._discovery.list_revisions(refs)
+
     def read_files(self, info: RevisionInfo) -> dict[str, str]:
         fp = layout.full_path(self._directory, info.package)
         with self._lock:
@@ -136,6 +156,24 @@ class GitRepository:
             if tree is None:
                 raise NotFound(f"package {info.package} not found at {info.commit[:12]}")
             return trees.read_text_files(self._repo, tree, fp)
+
+    def read_kptfile(self, info: RevisionInfo) -> str | None:
+        """The package's Kptfile text alone (None when it has none): what indexing needs,
+        without reading every file of the package."""
+        fp = layout.full_path(self._directory, info.package)
+        path = f"{fp}/{layout.KPTFILE}" if fp else layout.KPTFILE
+        with self._lock:
+            self._open()
+            try:
+                entry = self._repo[info.commit].tree[path]
+            except (KeyError, ValueError):
+                return None
+            if entry.type != ObjectType.BLOB:
+                return None
+            try:
+                return str(entry.data.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise Invalid(f"file {path} is not valid UTF-8 text") from None
 
     # --- PackageRepository: writes ----------------------------------------------------------
 
@@ -282,15 +320,22 @@ class GitRepository:
                 self._store.apply(updates)
         return Change(None, self._undo(updates))
 
-    def recover(self) -> list[str]:
-        """Finish publishes that were interrupted after the tag was written.
+    def remove_stale_locks(self) -> list[str]:
+        """Remove ref locks left by a killed writer (``recovery.remove_stale_ref_locks``)."""
+        with self._lock:
+            self._open()
+            return remove_stale_ref_locks(self._repo.path)
 
-        Returns one human-readable line per ref it moved or deleted (see ``recovery``).
+    def recover(self) -> list[str]:
+        """Remove stale ref locks and finish publishes interrupted after the tag was written.
+
+        Returns one human-readable line per lock removed and ref moved or deleted (``recovery``).
         """
         with self._lock:
             self._open()
+            notes = remove_stale_ref_locks(self._repo.path)
             self._store.fetch()
-            return finish_interrupted_publishes(
+            return notes + finish_interrupted_publishes(
                 self._repo, self._store, self._discovery, self._branch
             )
 

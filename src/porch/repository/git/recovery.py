@@ -8,6 +8,8 @@ approval commit, should the branch update itself have been lost).
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from . import layout
@@ -15,11 +17,33 @@ from .discovery import Discovery
 from .layout import DRAFTS, HEADS, PROPOSED, TAGS, head
 from .refs import RefStore, RefUpdate
 
+# A live ref update holds its lock file for the milliseconds of writing one line; an older
+# lock was left by a writer that was killed between locking and renaming (docs/reliability.md).
+STALE_LOCK_S = 1.0
+
+
+def remove_stale_ref_locks(git_dir: str, older_than: float = STALE_LOCK_S) -> list[str]:
+    """Delete ref lock files a killed writer left; without this the ref stays unwritable."""
+    root = Path(git_dir)
+    limit = time.time() - older_than
+    lines: list[str] = []
+    for lock in [root / "packed-refs.lock", *(root / "refs").rglob("*.lock")]:
+        try:
+            if lock.stat().st_mtime < limit:
+                lock.unlink()
+                lines.append(f"removed {lock.relative_to(root)} left by an interrupted ref update")
+        except FileNotFoundError:
+            continue
+    return lines
+
 
 def finish_interrupted_publishes(
     repo: Any, store: RefStore, discovery: Discovery, branch: str
 ) -> list[str]:
     refs = store.snapshot()
+    working = (HEADS + DRAFTS, HEADS + PROPOSED)
+    if not any(name.startswith(working) for name in refs):
+        return []  # nothing in flight: no tag needs reading (the usual case at start-up)
     published: dict[tuple[str, str], tuple[str, str]] = {}
     for name, target in refs.items():
         if not name.startswith(TAGS):

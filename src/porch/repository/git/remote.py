@@ -18,6 +18,7 @@ import pygit2
 from pygit2.enums import CredentialType, FetchPrune, ReferenceType
 
 from porch.errors import Conflict, Unavailable
+from porch.waits import remote_wait
 
 from .bearer import BearerForwarder, Route
 from .layout import HEADS, REMOTE_HEADS, TAGS
@@ -80,6 +81,19 @@ class _AuthFailed(Exception):
     pass
 
 
+class _RedirectedAway(_AuthFailed):
+    """A redirect led to another host: its credential request is refused."""
+
+
+def _origin_of(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
 class _LeaseBroken(Exception):
     def __init__(self, update: RefUpdate, current: str | None) -> None:
         super().__init__(update.name)
@@ -89,10 +103,17 @@ class _LeaseBroken(Exception):
 
 class _Callbacks(pygit2.RemoteCallbacks):  # type: ignore[misc]  # pygit2 is untyped here
     def __init__(
-        self, credentials: GitCredentials | None, leases: Sequence[RefUpdate] = ()
+        self,
+        credentials: GitCredentials | None,
+        leases: Sequence[RefUpdate] = (),
+        *,
+        origin: str = "",
     ) -> None:
         super().__init__()
         self._creds = credentials
+        # Credentials go only to the repository's own scheme, host and port: libgit2 follows
+        # redirects and would ask for (and send) them to wherever a redirect points.
+        self._origin = _origin_of(origin) if origin else None
         self._attempts = 0
         self._leases = {u.name: u for u in leases}
         self.rejected: dict[str, str] = {}
@@ -100,6 +121,8 @@ class _Callbacks(pygit2.RemoteCallbacks):  # type: ignore[misc]  # pygit2 is unt
     def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
         creds = self._creds
         self._attempts += 1
+        if creds and self._origin is not None and _origin_of(url) != self._origin:
+            raise _RedirectedAway()
         # libgit2 asks again after a 401; answering with the same secret would loop.
         if creds and creds.username and allowed_types & CredentialType.USERPASS_PLAINTEXT:
             if self._attempts == 1:
@@ -169,9 +192,10 @@ class RemoteRefStore:
 
     def fetch(self) -> None:
         for attempt in range(3):
-            callbacks = _Callbacks(self._creds)
+            callbacks = _Callbacks(self._creds, origin=self._transport_url)
             try:
-                self._origin().fetch(callbacks=callbacks, prune=FetchPrune.PRUNE)
+                with remote_wait(f"a git fetch from {safe_url(self._url)}"):
+                    self._origin().fetch(callbacks=callbacks, prune=FetchPrune.PRUNE)
                 return
             except (pygit2.GitError, _AuthFailed, OSError) as err:
                 # Another writer deleted a ref between the advertisement and the fetch (a
@@ -202,9 +226,10 @@ class RemoteRefStore:
 
     def _push(self, updates: Sequence[RefUpdate]) -> dict[str, str]:
         specs = [f"+{u.new}:{u.name}" if u.new else f":{u.name}" for u in updates]
-        callbacks = _Callbacks(self._creds, updates)
+        callbacks = _Callbacks(self._creds, updates, origin=self._transport_url)
         try:
-            self._origin().push(specs, callbacks=callbacks)
+            with remote_wait(f"a git push to {safe_url(self._url)}"):
+                self._origin().push(specs, callbacks=callbacks)
         except _LeaseBroken as broken:
             raise expectation_error(broken.update, broken.current) from None
         except (pygit2.GitError, _AuthFailed, OSError) as err:
@@ -231,6 +256,11 @@ class RemoteRefStore:
     def _unavailable(self, verb: str, err: BaseException) -> Unavailable:
         where = safe_url(self._url)
         text = str(err).lower()
+        if isinstance(err, _RedirectedAway):
+            return Unavailable(
+                f"cannot {verb} git repository {where}: the server redirected to another host;"
+                " the repository credentials are not sent there"
+            )
         if isinstance(err, _AuthFailed) or any(w in text for w in ("401", "403", "authenticat")):
             reason = (
                 "authentication failed (check the repository credentials)"

@@ -16,12 +16,13 @@ from typing import Any
 import pygit2
 
 from porch.errors import NotFound
+from porch.waits import WaitLock
 
 from .layout import REMOTE_HEADS, TAGS
-from .remote import GitCredentials, RemoteRefStore, mirror_path
+from .remote import GitCredentials, RemoteRefStore, mirror_path, safe_url
 from .trees import read_text_files, subtree
 
-_locks: dict[Path, threading.Lock] = {}
+_locks: dict[Path, WaitLock] = {}
 _locks_guard = threading.Lock()
 
 
@@ -31,9 +32,13 @@ class FetchedPackage:
     commit: str
 
 
-def _lock(path: Path) -> threading.Lock:
+def _lock(path: Path, url: str) -> WaitLock:
+    # Held across the mirror's fetch: waiting on it is waiting on that remote (porch.waits).
     with _locks_guard:
-        return _locks.setdefault(path, threading.Lock())
+        lock = _locks.get(path)
+        if lock is None:
+            lock = _locks[path] = WaitLock(what=f"the upstream mirror lock of {safe_url(url)}")
+        return lock
 
 
 def _resolve(repo: Any, ref: str, directory: str) -> Any | None:
@@ -59,7 +64,7 @@ def fetch_package(
 ) -> FetchedPackage:
     directory = directory.strip("/")
     path = mirror_path(mirror_dir, url)
-    with _lock(path):
+    with _lock(path, url):
         repo = RemoteRefStore.open_mirror(path)
         RemoteRefStore(repo, url, credentials).fetch()
         commit = _resolve(repo, ref or "main", directory)

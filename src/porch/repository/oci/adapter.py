@@ -25,6 +25,7 @@ from porch.api.types import Lifecycle
 from porch.errors import AlreadyExists, Conflict, Forbidden, Invalid, NotFound, PorchError
 from porch.repository.paths import check_package_files
 from porch.repository.types import Author, Change, RevisionInfo
+from porch.waits import WaitLock
 
 from . import layout
 from .client import CredentialSource, RegistryClient, digest_of
@@ -76,7 +77,8 @@ class OciRepository:
         self._prefix = self._client.prefix
         self._branch = branch
         self._clock = clock
-        self._lock = threading.RLock()
+        # Held across registry calls: waiting on it is waiting on the registry (porch.waits).
+        self._lock = WaitLock(threading.RLock(), f"the lock of OCI registry {self._client.host}")
         self._files: OrderedDict[str, dict[str, str]] = OrderedDict()
         path = f"/{self._prefix}" if self._prefix else ""
         self._url = f"oci://{self._client.host}{path}"

@@ -24,6 +24,7 @@ import httpx
 import orjson
 
 from porch.errors import BadRequest, Forbidden, NotFound, PorchError, Unauthorized, Unavailable
+from porch.waits import remote_wait
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 PAGE = 100
@@ -145,7 +146,8 @@ class RegistryClient:
         for attempt in range(3):
             sent = {**(headers or {}), **self._auth_header(scope)}
             try:
-                answer = self._http.request(method, url, content=content, headers=sent)
+                with remote_wait(f"OCI registry {self.host}"):
+                    answer = self._http.request(method, url, content=content, headers=sent)
             except httpx.HTTPError as exc:
                 raise Unavailable(
                     f"OCI registry {self.host} is unavailable: {type(exc).__name__}"
@@ -208,7 +210,8 @@ class RegistryClient:
         elif self._creds.bearer_token:
             headers["Authorization"] = f"Bearer {self._creds.bearer_token}"
         try:
-            answer = self._http.get(params["realm"], params=query, headers=headers, auth=auth)
+            with remote_wait(f"the token service of OCI registry {self.host}"):
+                answer = self._http.get(params["realm"], params=query, headers=headers, auth=auth)
         except httpx.HTTPError as exc:
             raise Unavailable(
                 f"token service of OCI registry {self.host} is unavailable: {type(exc).__name__}"
