@@ -229,11 +229,14 @@ class Clients:
 
 
 def _get(client: httpx.Client, path: str) -> dict[str, Any]:
-    """GET that retries a 5xx (a 504 from the request deadline on a busy machine)."""
-    for _ in range(10):
+    """GET that retries a 5xx for up to ~15 s (a 504 from the request deadline on a busy
+    machine; a retryable 503 while a ref lock left by the kill is still younger than the
+    server's stale-lock age, docs/reliability.md)."""
+    for attempt in range(30):
         r = client.get(path)
         if r.status_code < 500:
             break
+        time.sleep(min(0.1 * (attempt + 1), 1.0))
     assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text}"
     return dict(r.json())
 
