@@ -8,7 +8,6 @@ unless PORCH_REQUIRE_POSTGRES=1.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,8 @@ import orjson
 import pygit2
 import pytest
 
-from porch.testing.postgres import PostgresServer, PostgresUnavailable, shared_server
+from porch.testing.postgres import PostgresServer
+from tests._pg import shared_server_or_skip
 from tests.apiserver.served import Served, start
 
 NS = "default"
@@ -32,12 +32,7 @@ TIMEOUT = httpx.Timeout(60.0)  # upper bounds, never speed expectations
 
 @pytest.fixture(scope="module")
 def pg() -> PostgresServer:
-    try:
-        return shared_server()
-    except PostgresUnavailable as exc:
-        if os.environ.get("PORCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required but unavailable: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    return shared_server_or_skip()
 
 
 @dataclass

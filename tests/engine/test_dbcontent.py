@@ -8,7 +8,6 @@ two engines on one PostgreSQL database (skipped without the binaries unless
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +38,9 @@ from porch.store.types import ContentRow, Store
 from porch.testing.git_server import GitHttpServer
 from porch.testing.postgres import (
     PostgresServer,
-    PostgresUnavailable,
-    shared_server,
     store_url_from_env,
 )
+from tests._pg import shared_server_or_skip
 
 NS = "default"
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  a: b\n"
@@ -684,12 +682,7 @@ def test_store_keeps_content_rows(tmp_path: Path) -> None:
 
 @pytest.fixture
 def pg() -> PostgresServer:
-    try:
-        return shared_server()
-    except PostgresUnavailable as exc:
-        if os.environ.get("PORCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required but unavailable: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    return shared_server_or_skip()
 
 
 def test_replicas_see_each_others_draft_contents(pg: PostgresServer, tmp_path: Path) -> None:

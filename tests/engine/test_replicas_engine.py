@@ -7,7 +7,6 @@ Skipped without the PostgreSQL binaries unless PORCH_REQUIRE_POSTGRES=1.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,7 +37,8 @@ from porch.repository.memory import MemoryRepository
 from porch.repository.types import PackageRepository
 from porch.store.postgres import PostgresStore
 from porch.store.types import Event, Store
-from porch.testing.postgres import PostgresServer, PostgresUnavailable, shared_server
+from porch.testing.postgres import PostgresServer
+from tests._pg import shared_server_or_skip
 
 NS = "default"
 WAIT = 30.0  # an upper bound for something that must happen, never a speed expectation
@@ -46,12 +46,7 @@ WAIT = 30.0  # an upper bound for something that must happen, never a speed expe
 
 @pytest.fixture(scope="module")
 def pg() -> PostgresServer:
-    try:
-        return shared_server()
-    except PostgresUnavailable as exc:
-        if os.environ.get("PORCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required but unavailable: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    return shared_server_or_skip()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import httpx
 import pygit2
 import pytest
 
-from porch.testing.postgres import PostgresUnavailable, shared_server
+from tests._pg import shared_server_or_skip
 from tests.apiserver.served import Served, start
 from tests.reliability.history import (
     KNOWN_DEFECTS,
@@ -121,12 +121,7 @@ def test_history_on_one_server(one_server: Served, tmp_path: Path) -> None:
 @pytest.mark.timeout(900 if FULL else 300)
 @pytest.mark.parametrize(("scheme", "ops"), [("", OPS), ("file://", 400)], ids=["path", "mirror"])
 def test_history_on_two_replicas_on_postgresql(tmp_path: Path, scheme: str, ops: int) -> None:
-    try:
-        pg = shared_server()
-    except PostgresUnavailable as exc:
-        if os.environ.get("PORCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required but unavailable: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    pg = shared_server_or_skip()
     dsn = pg.create_database()
     served: list[Served] = []
     try:

@@ -7,7 +7,6 @@ with the reason, unless PORCH_REQUIRE_POSTGRES=1 makes that a failure.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,17 +14,13 @@ import pytest
 
 from porch.store.factory import open_store
 from porch.store.types import Store
-from porch.testing.postgres import PostgresServer, PostgresUnavailable, shared_server
+from porch.testing.postgres import PostgresServer
+from tests._pg import shared_server_or_skip
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    try:
-        server = shared_server()  # the one store_url_from_env uses too
-    except PostgresUnavailable as exc:
-        if os.environ.get("PORCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required but unavailable: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    server = shared_server_or_skip()  # the one store_url_from_env uses too
     yield server
     server.stop()
 
