@@ -272,8 +272,10 @@ def main() -> None:
             figures["p50_ms_at_10000"] / figures["p50_ms_at_10"], 3
         )
     ref_size = 1000 if 1000 in results else sizes[0]
-    e, b = results[ref_size]
-    figures["ratio_vs_plumbing"] = round(p(pooled(e), 0.5) / p(pooled(b), 0.5), 3)
+    ref_engine, ref_plumbing = results[ref_size]
+    figures["ratio_vs_plumbing"] = round(
+        p(pooled(ref_engine), 0.5) / p(pooled(ref_plumbing), 0.5), 3
+    )
     if args.plot:
         import matplotlib
 
