@@ -34,6 +34,7 @@ import httpx
 import pygit2
 import pytest
 
+from porch.repository.git.recovery import MIRROR_LOCKS
 from tests.apiserver.served import Served, start
 from tests.reliability.history import NS, PR_PATH, PRR_PATH, REPO_PATH
 
@@ -337,8 +338,10 @@ def _check(
     problems += [p for p in (_fsck(m) for m in mirrors) if p]
     for git_dir in mirrors:
         # A ref lock older than this start is a leftover of the kill the server did not clean
-        # (in the origin, a killed push can leave one too: that is the remote's to clean).
+        # (in the origin, a killed push can leave one too: that is the remote's to clean);
+        # so is one of the other locks a fetch into the mirror takes (shallow.lock, …).
         locks = [git_dir / "packed-refs.lock", *(git_dir / "refs").rglob("*.lock")]
+        locks += [git_dir / name for name in MIRROR_LOCKS]
         stale = [p for p in locks if p.exists() and p.stat().st_mtime < since]
         problems += [f"ref lock left behind: {p}" for p in stale]
     now = _snapshot(client)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -22,6 +21,7 @@ from porch.waits import WaitLock
 from . import layout, trailers, trees
 from .discovery import Discovery, refs_version
 from .layout import DELETION_PROPOSED, DRAFTS, HEADS, PROPOSED, head, tag
+from .locks import path_lock
 from .recovery import finish_interrupted_publishes, remove_stale_ref_locks
 from .refs import LocalRefStore, RefStore, RefUpdate, revert
 from .remote import GitCredentials, RemoteRefStore, mirror_path, safe_url
@@ -29,8 +29,6 @@ from .remote import GitCredentials, RemoteRefStore, mirror_path, safe_url
 Clock = Callable[[], datetime]
 
 _WORKING = (Lifecycle.DRAFT, Lifecycle.PROPOSED)
-_PATH_LOCKS: dict[Path, WaitLock] = {}
-_PATH_LOCKS_GUARD = threading.Lock()
 
 
 def _utc_now() -> datetime:
@@ -38,14 +36,8 @@ def _utc_now() -> datetime:
 
 
 def _lock_for(path: Path, where: str) -> WaitLock:
-    # Objects opened on the same on-disk repository (or mirror) share one lock: pygit2
-    # objects are not thread-safe, and a mirror's fetches must not interleave. Its holder may
-    # be fetching or pushing: a WaitLock lets the request deadline see that (porch.waits).
-    with _PATH_LOCKS_GUARD:
-        lock = _PATH_LOCKS.get(path)
-        if lock is None:
-            lock = _PATH_LOCKS[path] = WaitLock(threading.RLock(), f"the git lock of {where}")
-        return lock
+    # Objects opened on the same on-disk repository (or mirror) share one lock (locks.py).
+    return path_lock(path, f"the git lock of {where}")
 
 
 def _signature(who: Author, when: datetime) -> Any:
@@ -324,7 +316,7 @@ class GitRepository:
         """Remove ref locks left by a killed writer (``recovery.remove_stale_ref_locks``)."""
         with self._lock:
             self._open()
-            return remove_stale_ref_locks(self._repo.path)
+            return self._remove_stale_locks()
 
     def recover(self) -> list[str]:
         """Remove stale ref locks and finish publishes interrupted after the tag was written.
@@ -333,13 +325,20 @@ class GitRepository:
         """
         with self._lock:
             self._open()
-            notes = remove_stale_ref_locks(self._repo.path)
+            notes = self._remove_stale_locks()
             self._store.fetch()
             return notes + finish_interrupted_publishes(
                 self._repo, self._store, self._discovery, self._branch
             )
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _remove_stale_locks(self) -> list[str]:
+        # A mirror's store also reports the locks it removed itself: before its first fetch
+        # (one left in refs/remotes/origin/** would fail it) and while retrying a locked file.
+        if isinstance(self._store, RemoteRefStore):
+            return self._store.remove_stale_locks()
+        return remove_stale_ref_locks(self._repo.path)
 
     def _delete_placeholder(self, fp: str, marker: str) -> list[RefUpdate]:
         updates: list[RefUpdate] = []

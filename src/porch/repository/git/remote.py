@@ -8,10 +8,12 @@ mirror's copy of a ref is moved only after the remote accepted it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pygit2
@@ -22,7 +24,14 @@ from porch.waits import remote_wait
 
 from .bearer import BearerForwarder, Route
 from .layout import HEADS, REMOTE_HEADS, TAGS
+from .locks import LOCK_RETRY_DELAYS, locked_file
+from .recovery import remove_stale_ref_locks
 from .refs import RefUpdate, expectation_error, short
+
+T = TypeVar("T")
+
+# The pause between attempts on a file another process has locked; tests replace it.
+lock_pause: Callable[[float], None] = time.sleep
 
 ORIGIN = "origin"
 FETCH_SPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
@@ -117,6 +126,7 @@ class _Callbacks(pygit2.RemoteCallbacks):  # type: ignore[misc]  # pygit2 is unt
         self._attempts = 0
         self._leases = {u.name: u for u in leases}
         self.rejected: dict[str, str] = {}
+        self.reported: set[str] = set()  # refs the remote gave a status for: the upload is done
 
     def credentials(self, url: str, username_from_url: str | None, allowed_types: Any) -> Any:
         creds = self._creds
@@ -141,12 +151,19 @@ class _Callbacks(pygit2.RemoteCallbacks):  # type: ignore[misc]  # pygit2 is unt
                 raise _LeaseBroken(lease, current)
 
     def push_update_reference(self, refname: str, message: str | None) -> None:
+        self.reported.add(refname)
         if message:
             self.rejected[refname] = message
 
 
 class RemoteRefStore:
-    """Refs of a remote repository seen through (and written via) a local bare mirror."""
+    """Refs of a remote repository seen through (and written via) a local bare mirror.
+
+    Callers hold the mirror's lock (``locks.path_lock``) around every call, the constructor
+    included: no other operation of this process then touches the mirror, so a lock file found
+    in it belongs to another process, live (held for milliseconds: retried) or killed (removed
+    once older than ``recovery.STALE_LOCK_S``).
+    """
 
     def __init__(self, repo: Any, url: str, credentials: GitCredentials | None) -> None:
         self._repo = repo
@@ -154,18 +171,56 @@ class RemoteRefStore:
         self._creds = credentials
         self._route: Route | None = None
         self._transport_url = url
+        # Lock files a killed process left in the mirror block the fetch that opens it: they
+        # go first (refs/remotes/origin/** included); the notes wait for remove_stale_locks().
+        self._notes = remove_stale_ref_locks(repo.path, mirror=True)
         if credentials and credentials.bearer_token:
             forwarder = BearerForwarder.shared()
             self._transport_url, self._route = forwarder.register(url, credentials.bearer_token)
         if ORIGIN not in [r.name for r in repo.remotes]:
-            repo.remotes.create(ORIGIN, self._transport_url, FETCH_SPECS[0])
-            repo.remotes.add_fetch(ORIGIN, FETCH_SPECS[1])
+            try:
+                self._retrying_locks(self._create_origin)
+            except (pygit2.GitError, OSError) as err:
+                raise self._unavailable("set up a mirror of", err) from None
+
+    def _create_origin(self) -> None:
+        self._repo.remotes.create(ORIGIN, self._transport_url, FETCH_SPECS[0])
+        self._repo.remotes.add_fetch(ORIGIN, FETCH_SPECS[1])
 
     def _origin(self) -> Any:
         # Several objects may share this mirror (each with its own forwarder route), so the
-        # URL is set before every network operation rather than once.
+        # URL is checked before every network operation; it is written (taking config.lock)
+        # only when it differs.
+        remote = self._repo.remotes[ORIGIN]
+        if remote.url == self._transport_url:
+            return remote
         self._repo.remotes.set_url(ORIGIN, self._transport_url)
         return self._repo.remotes[ORIGIN]
+
+    def remove_stale_locks(self) -> list[str]:
+        """Remove lock files killed writers left in the mirror (``recovery``); returns a note
+        per file, those removed since the last call included."""
+        notes = self._notes + remove_stale_ref_locks(self._repo.path, mirror=True)
+        self._notes = []
+        return notes
+
+    def _retrying_locks(self, action: Callable[[], T]) -> T:
+        """``action()``, again after a pause while a file it needs is locked by another
+        process: libgit2 gives up at once instead of waiting (``locks.LOCK_RETRY_DELAYS``)."""
+        delays = iter(LOCK_RETRY_DELAYS)
+        while True:
+            try:
+                return action()
+            except (pygit2.GitError, OSError) as err:  # pygit2 raises OSError on some locks
+                delay = next(delays, None)
+                if locked_file(err) is None or delay is None:
+                    raise
+            # Never this process's own lock (see the class): a killed writer's once it is old.
+            removed = remove_stale_ref_locks(self._repo.path, mirror=True)
+            self._notes += removed
+            if not removed:
+                with remote_wait(f"a lock file in the git mirror of {safe_url(self._url)}"):
+                    lock_pause(delay)
 
     @staticmethod
     def open_mirror(path: Path) -> Any:
@@ -192,10 +247,8 @@ class RemoteRefStore:
 
     def fetch(self) -> None:
         for attempt in range(3):
-            callbacks = _Callbacks(self._creds, origin=self._transport_url)
             try:
-                with remote_wait(f"a git fetch from {safe_url(self._url)}"):
-                    self._origin().fetch(callbacks=callbacks, prune=FetchPrune.PRUNE)
+                self._retrying_locks(self._fetch_once)
                 return
             except (pygit2.GitError, _AuthFailed, OSError) as err:
                 # Another writer deleted a ref between the advertisement and the fetch (a
@@ -203,6 +256,11 @@ class RemoteRefStore:
                 if attempt < 2 and "not found" in str(err) and "reference" in str(err):
                     continue
                 raise self._unavailable("fetch from", err) from None
+
+    def _fetch_once(self) -> None:
+        callbacks = _Callbacks(self._creds, origin=self._transport_url)
+        with remote_wait(f"a git fetch from {safe_url(self._url)}"):
+            self._origin().fetch(callbacks=callbacks, prune=FetchPrune.PRUNE)
 
     def apply(self, updates: Sequence[RefUpdate]) -> None:
         if not updates:
@@ -228,23 +286,35 @@ class RemoteRefStore:
         specs = [f"+{u.new}:{u.name}" if u.new else f":{u.name}" for u in updates]
         callbacks = _Callbacks(self._creds, updates, origin=self._transport_url)
         try:
+            remote = self._retrying_locks(self._origin)
             with remote_wait(f"a git push to {safe_url(self._url)}"):
-                self._origin().push(specs, callbacks=callbacks)
+                remote.push(specs, callbacks=callbacks)
         except _LeaseBroken as broken:
             raise expectation_error(broken.update, broken.current) from None
         except (pygit2.GitError, _AuthFailed, OSError) as err:
-            raise self._unavailable("push to", err) from None
+            # libgit2 moves the mirror's copies of the pushed refs only after the remote has
+            # answered for each: a lock failure then is the mirror's, and _record retries it.
+            done = callbacks.reported >= {u.name for u in updates}
+            if not (done and locked_file(err)):
+                raise self._unavailable("push to", err) from None
         return callbacks.rejected
 
     def _record(self, updates: Sequence[RefUpdate]) -> None:
         refs = self._repo.references
-        for update in updates:
+
+        def one(update: RefUpdate) -> None:
             local = mirror_name(update.name)
             if update.new is None:
                 if refs.get(local) is not None:
                     refs.delete(local)
             else:
                 refs.create(local, update.new, force=True)
+
+        for update in updates:
+            try:
+                self._retrying_locks(partial(one, update))
+            except (pygit2.GitError, OSError) as err:
+                raise self._unavailable("record a push to", err) from None
 
     def _clean(self, text: str) -> str:
         for secret in self._creds.secrets() if self._creds else []:
@@ -269,6 +339,9 @@ class RemoteRefStore:
             )
             return Unavailable(f"cannot {verb} git repository {where}: {reason}")
         reason = self._clean(str(err))
+        if locked_file(err):
+            reason = f"{reason.rstrip(': ')} (still locked after retries: another process is"
+            reason += " writing this mirror)"
         if self._route is not None and self._route.last_error:
             reason, self._route.last_error = self._route.last_error, ""
         return Unavailable(f"cannot {verb} git repository {where}: {reason}")

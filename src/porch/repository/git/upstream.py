@@ -8,7 +8,6 @@ Kptfile.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,9 @@ from porch.errors import NotFound
 from porch.waits import WaitLock
 
 from .layout import REMOTE_HEADS, TAGS
+from .locks import path_lock
 from .remote import GitCredentials, RemoteRefStore, mirror_path, safe_url
 from .trees import read_text_files, subtree
-
-_locks: dict[Path, WaitLock] = {}
-_locks_guard = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -34,11 +31,8 @@ class FetchedPackage:
 
 def _lock(path: Path, url: str) -> WaitLock:
     # Held across the mirror's fetch: waiting on it is waiting on that remote (porch.waits).
-    with _locks_guard:
-        lock = _locks.get(path)
-        if lock is None:
-            lock = _locks[path] = WaitLock(what=f"the upstream mirror lock of {safe_url(url)}")
-        return lock
+    # The same lock as a registered repository's on that mirror path (locks.py).
+    return path_lock(path, f"the upstream mirror lock of {safe_url(url)}")
 
 
 def _resolve(repo: Any, ref: str, directory: str) -> Any | None:
