@@ -22,9 +22,42 @@ from porch.engine import Engine
 from porch.repository.memory import MemoryRepository
 from porch.repository.types import PackageRepository
 from porch.store.factory import open_store
-from porch.testing.postgres import store_url_from_env
+from porch.testing.postgres import PostgresServer, store_url_from_env
+from tests._pg import shared_server_or_skip
 
 NS = "default"
+
+
+@pytest.fixture(scope="module")
+def pg() -> PostgresServer:
+    """The shared throw-away PostgreSQL (skipped without it, unless CI requires it)."""
+    return shared_server_or_skip()
+
+
+@pytest.fixture
+def dsn(pg: PostgresServer) -> Iterator[str]:
+    """A fresh database of its own for the test."""
+    url = pg.create_database()
+    yield url
+    pg.drop_database(url)
+
+
+def git_opener(mirrors: Path) -> Callable[[Repository], PackageRepository]:
+    """Opens each Repository as a git adapter with its mirrors under ``mirrors`` (a replica)."""
+
+    def opener(repo: Repository) -> PackageRepository:
+        from porch.repository.git import GitRepository
+
+        assert repo.spec.git is not None
+        return GitRepository(
+            repo.spec.git.repo,
+            branch=repo.branch,
+            directory=repo.directory,
+            create_branch=repo.spec.git.create_branch,
+            mirror_dir=mirrors,
+        )
+
+    return opener
 
 
 @dataclass

@@ -32,42 +32,14 @@ from porch.engine import Engine
 from porch.engine.replicas import ReplicaFeed
 from porch.engine.watch import Watcher, WatchEvent, WatchHub
 from porch.errors import Conflict, Expired, PorchError
-from porch.repository.git import GitRepository
 from porch.repository.memory import MemoryRepository
 from porch.repository.types import PackageRepository
 from porch.store.postgres import PostgresStore
 from porch.store.types import Event, Store
-from porch.testing.postgres import PostgresServer
-from tests._pg import shared_server_or_skip
+from tests.engine.conftest import git_opener
 
 NS = "default"
 WAIT = 30.0  # an upper bound for something that must happen, never a speed expectation
-
-
-@pytest.fixture(scope="module")
-def pg() -> PostgresServer:
-    return shared_server_or_skip()
-
-
-@pytest.fixture
-def dsn(pg: PostgresServer) -> Iterator[str]:
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
-
-
-def git_opener(mirrors: Path) -> Callable[[Repository], PackageRepository]:
-    def opener(repo: Repository) -> PackageRepository:
-        assert repo.spec.git is not None
-        return GitRepository(
-            repo.spec.git.repo,
-            branch=repo.branch,
-            directory=repo.directory,
-            create_branch=repo.spec.git.create_branch,
-            mirror_dir=mirrors,
-        )
-
-    return opener
 
 
 @dataclass

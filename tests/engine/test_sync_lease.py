@@ -27,23 +27,9 @@ from porch.repository.memory import MemoryRepository
 from porch.repository.types import Author, PackageRepository, RevisionInfo
 from porch.store.postgres import PostgresStore
 from porch.testing.git_repos import KPTFILE
-from porch.testing.postgres import PostgresServer
-from tests._pg import shared_server_or_skip
 
 NS = "default"
 WAIT = 30.0  # an upper bound for something that must happen, never a speed expectation
-
-
-@pytest.fixture(scope="module")
-def pg() -> PostgresServer:
-    return shared_server_or_skip()
-
-
-@pytest.fixture
-def dsn(pg: PostgresServer) -> Iterator[str]:
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
 
 
 class _Gated:

@@ -330,9 +330,6 @@ class Workload:
         return op
 
 
-KNOWN_DEFECTS: list[str] = []  # see check(); printed by the tests
-
-
 @dataclass
 class Report:
     ops: int
@@ -388,13 +385,6 @@ def check(
             continue  # approved between the client's read and its delete
         if op.status == 504:
             continue  # kube's Timeout: the write may or may not happen (indeterminate)
-        if op.kind == "update" and op.status == 422 and "latest-revision" in op.text:
-            # Known defect, open in issue #11 (docs/reliability.md "Open defect"): rarely, the
-            # body served at a resourceVersion carries the computed latest label while the
-            # engine, at the same resourceVersion, no longer computes it, so echoing the body
-            # back is refused. Counted and printed, not hidden.
-            KNOWN_DEFECTS.append(op.describe())
-            continue
         if op.status == 503 and "cannot push" in op.text:
             continue  # the other replica pushed first; the write was rolled back (retryable)
         if (

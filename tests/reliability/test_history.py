@@ -23,7 +23,6 @@ import pytest
 from tests._pg import shared_server_or_skip
 from tests.apiserver.served import Served, start
 from tests.reliability.history import (
-    KNOWN_DEFECTS,
     NS,
     PR_PATH,
     REPO_PATH,
@@ -92,8 +91,6 @@ def run_history(urls: list[str], root: Path, value: int, scheme: str, ops: int =
         f" published={report.published} seconds={elapsed:.1f} by kind {report.by_kind}",
         file=sys.stderr,
     )
-    for known in KNOWN_DEFECTS:
-        print(f"known defect (issue #11, docs/reliability.md): {known}", file=sys.stderr)
     assert not report.failures, f"PORCH_SEED={value}:\n" + "\n".join(report.failures)
     assert report.ops >= ops * 0.8, report  # most choices led to a request
     assert report.published > 0 and report.stale > 0 and report.conflicts > 0, report

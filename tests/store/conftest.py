@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from porch.store.factory import open_store
+from porch.store.postgres import PostgresStore
 from porch.store.types import Store
 from porch.testing.postgres import PostgresServer
 from tests._pg import shared_server_or_skip
@@ -30,6 +31,15 @@ def pg_dsn(pg_server: PostgresServer) -> Iterator[str]:
     dsn = pg_server.create_database()
     yield dsn
     pg_server.drop_database(dsn)
+
+
+@pytest.fixture
+def replicas(pg_dsn: str) -> Iterator[tuple[PostgresStore, PostgresStore]]:
+    """Two stores on one database: two replicas' view of it."""
+    a, b = PostgresStore(pg_dsn), PostgresStore(pg_dsn)
+    yield a, b
+    a.close()
+    b.close()
 
 
 class Backend:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
 import pytest
@@ -22,14 +21,6 @@ def _eventually(store: PostgresStore, key: str) -> AbstractContextManager[object
             return held
         pause.wait(0.05)
     raise AssertionError(f"lease {key} was never given back")
-
-
-@pytest.fixture
-def replicas(pg_dsn: str) -> Iterator[tuple[PostgresStore, PostgresStore]]:
-    a, b = PostgresStore(pg_dsn), PostgresStore(pg_dsn)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def test_one_holder_across_replicas(replicas: tuple[PostgresStore, PostgresStore]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -15,14 +14,6 @@ from porch.store.types import Event, ObjectRow, RevisionRow
 from porch.testing.postgres import PostgresServer
 
 WAIT = 30.0  # upper bound for something that must happen; never a speed expectation
-
-
-@pytest.fixture
-def replicas(pg_dsn: str) -> Iterator[tuple[PostgresStore, PostgresStore]]:
-    a, b = PostgresStore(pg_dsn), PostgresStore(pg_dsn)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def _event(rv: int, name: str) -> Event:

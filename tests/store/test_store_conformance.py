@@ -325,6 +325,25 @@ def test_max_published_revision(store: Store) -> None:
     assert store.max_published_revision("default", "red", "app") == 8
 
 
+def test_revision_and_rival_in_one_read(store: Store) -> None:
+    put(
+        store,
+        rev("p1", workspace="w1", revision=1, lifecycle="Published"),
+        rev("p2", workspace="w2", revision=2, lifecycle="DeletionProposed"),
+        rev("p3", workspace="w3", revision=5, lifecycle="Proposed"),  # not published-like
+        rev("o1", workspace="w1", revision=9, lifecycle="Published", package="other"),
+        rev("o2", workspace="w1", revision=8, lifecycle="Published", repo="red"),
+    )
+    row, rival = store.get_revision_and_rival("default", "p1")
+    assert row is not None and (row.name, row.revision) == ("p1", 1)
+    assert rival == 2  # p2, not itself, not the Proposed p3, not other packages/repositories
+    row, rival = store.get_revision_and_rival("default", "p2")
+    assert row is not None and row.lifecycle == "DeletionProposed" and rival == 1
+    assert store.get_revision_and_rival("default", "o2")[1] == 0
+    assert store.get_revision_and_rival("default", "nope") == (None, 0)
+    assert store.get_revision_and_rival("elsewhere", "p1") == (None, 0)
+
+
 def test_list_bodies(store: Store) -> None:
     body = {"kind": "PackageRevision", "metadata": {"name": "a", "z": 1, "b": [1, "ü"]}}
     put(store, rev("a"), body=body)

@@ -8,9 +8,9 @@ never logged: they can hold Secret data.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
-import uuid
 from typing import Any
 
 import orjson
@@ -53,7 +53,8 @@ class AccessLog:
             return
         started = time.monotonic()
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        # 32 random hex digits like uuid4().hex, at a tenth of its cost
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or os.urandom(16).hex()
         note: dict[str, Any] = {"requestID": request_id}
         scope.setdefault("state", {})["note"] = note
         code = 500

@@ -50,13 +50,19 @@ class Metrics:
             ("outcome",),
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
         if not isinstance(engine.renderer, _CountingRenderer):
             engine.renderer = _CountingRenderer(engine.renderer, self.renders)
 
     def observe(self, verb: str, resource: str, code: int, seconds: float) -> None:
-        labels = (verb or "other", resource or "", str(code))
-        self.latency.labels(*labels).observe(seconds)
-        self.requests.labels(*labels).inc()
+        key = (verb, resource, code)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and checks its arguments: once per key
+            labels = (verb or "other", resource or "", str(code))
+            children = (self.latency.labels(*labels), self.requests.labels(*labels))
+            self._children[key] = children
+        children[0].observe(seconds)
+        children[1].inc()
 
     def watch_opened(self, resource: str) -> None:
         self.watchers.labels(resource).inc()

@@ -9,16 +9,24 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from porch.client import ALL_NAMESPACES, ConfigError, Connection, PorchClient, load_kubeconfig
+if TYPE_CHECKING:
+    from porch.client import PorchClient
+
+# porch.client (httpx, rich: a third of a second) is imported when a command needs it, not by
+# every ``porch`` command line (``porch serve`` loads this module too, and never needs it).
+ALL_NAMESPACES = ""  # porch.client.ALL_NAMESPACES
 
 
 def client_factory(
     *, server: str, token: str, kubeconfig: Path | None, insecure: bool
 ) -> Callable[[], PorchClient]:
     """How each controller thread opens its own connection."""
+    from porch.client import Connection, PorchClient, load_kubeconfig
+
     if kubeconfig is not None or not server:
         conn = load_kubeconfig(kubeconfig)
         if server:
@@ -74,6 +82,7 @@ def controllers(
     resync: float,
 ) -> None:
     """Run the PackageVariant and PackageVariantSet controllers (docs/controllers.md)."""
+    from porch.client import ConfigError
     from porch.controllers import ControllerRunner
 
     try:

@@ -37,6 +37,7 @@ import logging
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -157,6 +158,14 @@ class SyncOutcome:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class StartCheck:
+    """What ``Engine.start`` found for a repository whose refs matched its sync mark: the
+    refs digest at that moment."""
+
+    version: str
+
+
 @dataclass
 class _Run:
     kind: str  # "check" or "full"
@@ -235,7 +244,7 @@ class RepositorySyncer:
         if self._thread is not None:
             return
         watcher = self._engine.hub.add(lambda obj: obj.get("kind") == KIND)
-        watcher.set_notify(self.wake)
+        watcher.set_notify(self._wake.set)
         watcher.go_live()
         self._watcher = watcher
         self._thread = threading.Thread(target=self._loop, name="repository-sync", daemon=True)
@@ -293,11 +302,15 @@ class RepositorySyncer:
         now = self._clock()
         with self._lock:
             rescan = self._rescan_requested or self._rescan_at is None or now >= self._rescan_at
-            if rescan:
+        if not rescan:
+            # Woken by Repository events: most are status writes (this syncer's own, one per
+            # sync), which change nothing the schedule depends on and need no new list.
+            rescan = self._events_need_rescan()
+        if rescan:
+            with self._lock:
                 # Cleared before the list is read: a change made meanwhile asks again.
                 self._rescan_requested = False
                 self._rescan_at = now + timedelta(seconds=self.settings.rescan_interval)
-        if rescan:
             self._rescan(now)
         timed_out: list[_State] = []
         with self._lock:
@@ -338,6 +351,19 @@ class RepositorySyncer:
 
     def _next_action(self, state: _State, now: datetime) -> tuple[datetime, str, tuple[str, ...]]:
         """When this repository next needs work, and what: ("full" | "check", reasons)."""
+        nxt_full, nxt_check = state.next_full, state.next_check
+        if (
+            nxt_full is not None
+            and nxt_check is not None
+            and nxt_full > now
+            and nxt_check > now
+            and not state.force
+            and not state.failures
+            and state.run_once_due is None
+            and state.deferred_until is None
+        ):
+            # The common case, and every round looks at every repository: nothing due yet.
+            return (nxt_full if nxt_full < nxt_check else nxt_check), "", ()
         if state.deferred_until is not None and state.deferred_until > now:
             return state.deferred_until, "", ()
         if state.failures and state.retry_at is not None:
@@ -388,6 +414,50 @@ class RepositorySyncer:
 
     # --- the Repository list -----------------------------------------------------------------
 
+    def _events_need_rescan(self) -> bool:
+        """Take the queued Repository events; True when one of them may change the schedule
+        (a new, deleted or re-specified repository, or a watch that ended): then the list is
+        read again. A status-only change is looked at here and needs no list."""
+        watcher = self._watcher
+        if watcher is None:
+            return False
+        if watcher.closed:
+            return True
+        while watcher.has_pending():
+            try:
+                event = watcher.pending()
+            except PorchError:  # expired: the rescan listens again
+                return True
+            if event is None:
+                break
+            if not self._status_only(event.type, event.object):
+                return True  # the rescan takes the remaining events
+        return False
+
+    def _status_only(self, kind: str, obj: dict[str, Any]) -> bool:
+        """Whether an event only changed the status of a known, unchanged repository (then
+        the "status" check of ``_rescan`` is made here, on the event's object)."""
+        meta = obj.get("metadata") or {}
+        status = obj.get("status") or {}
+        with self._lock:
+            state = self._states.get((meta.get("namespace", ""), meta.get("name", "")))
+            if (
+                kind != "MODIFIED"
+                or state is None
+                or meta.get("deletionTimestamp")
+                or meta.get("generation") != state.generation
+                or status.get("observedRunOnceAt") != state.observed_run_once_at
+            ):
+                return False
+            if (
+                state.running is None
+                and state.written_full is not None
+                and (status.get("lastFullSyncTime") or "") < state.written_full
+                and not state.force
+            ):
+                state.force.append("status")
+        return True
+
     def _rescan(self, now: datetime) -> None:
         watcher = self._watcher
         if watcher is not None and watcher.closed:
@@ -396,7 +466,7 @@ class RepositorySyncer:
             watcher = None
             if not self._stopped.is_set():
                 watcher = self._engine.hub.add(lambda obj: obj.get("kind") == KIND)
-                watcher.set_notify(self.wake)
+                watcher.set_notify(self._wake.set)
                 watcher.go_live()
             self._watcher = watcher
         while watcher is not None and not watcher.closed and watcher.has_pending():
@@ -415,9 +485,10 @@ class RepositorySyncer:
                 state = self._states.get(key)
                 if state is None:
                     state = _State(*key, generation=repo.metadata.generation)
-                    state.force.append("initial")
                     self._states[key] = state
                     self._configure(state, repo, now)
+                    if not self._seed(state, repo, now):
+                        state.force.append("initial")
                 elif state.generation != repo.metadata.generation:
                     old_key = state.spec_key
                     state.generation = repo.metadata.generation
@@ -445,6 +516,50 @@ class RepositorySyncer:
                 if run is not None and run.holds_slot:
                     run.holds_slot = False  # its worker writes nothing: free the slot now
                     self._slots -= 1
+
+    def _seed(self, state: _State, repo: Repository, now: datetime) -> bool:
+        """Take over what ``Engine.start`` verified instead of a first sync that would only
+        repeat it; True when done (the first ref check is then at most one interval away).
+
+        Only when the stored status already says what that sync would write: Ready for this
+        generation, the head commit start saw, and full-sync times that match the schedule
+        and are not yet due. Anything else (a first start, a crash before the status write, a
+        schedule or a setting that changed, a full sync overdue) takes the ``initial`` sync.
+        """
+        check = self._engine.take_start_check(state.namespace, state.name)
+        status = repo.status
+        if check is None or state.config_error or not status.last_full_sync_time:
+            return False
+        ready = next((c for c in status.conditions if c.type == "Ready"), None)
+        if ready is None or (ready.status, ready.reason) != ("True", "Ready"):
+            return False
+        if status.observed_generation != repo.metadata.generation:
+            return False
+        # The head now (not on the start's critical path): had it moved since, the status
+        # would not say it and the first sync is needed anyway.
+        try:
+            adapter = self._engine.repositories.adapter(repo)  # opened by the start: cached
+        except PorchError:
+            return False
+        if not callable(getattr(adapter, "branch_head", None)):
+            return False  # it could only be found with a listing: take the first sync
+        if status.git_commit_hash != branch_head(adapter):
+            return False
+        try:
+            last_full = parse_time(status.last_full_sync_time)
+        except ValueError:
+            return False
+        next_full = self._next_full(state, last_full)
+        if next_full <= now or rfc3339(next_full) != status.next_full_sync_time:
+            return False
+        state.last_version = check.version
+        state.last_full, state.next_full = last_full, next_full
+        # Spread over the interval: 1,000 repositories started together are not all checked
+        # in the same second (and from then on, not all in the same second of each minute).
+        spread = (zlib.crc32(state.key.encode()) % 1000 + 1) / 1000
+        state.next_check = now + timedelta(seconds=self.settings.ref_interval * spread)
+        state.written_full = status.last_full_sync_time
+        return True
 
     def _configure(self, state: _State, repo: Repository, now: datetime) -> None:
         schedule, run_once_at = _spec_sync(repo)
@@ -545,7 +660,7 @@ class RepositorySyncer:
             # version so the next ref check syncs again instead of waiting for the schedule.
             settled = engine.index_matches(ns, name, version)
             count = engine.store.count_revisions(ns, name)
-            head = _branch_head(adapter)
+            head = branch_head(adapter)
         now = self._clock()
         scheduled = reasons != ("refs moved",)
         with self._lock:
@@ -676,7 +791,7 @@ def _set_ready(
     status["conditions"] = [c for c in conditions if c.get("type") != "Ready"] + [ready]
 
 
-def _branch_head(adapter: PackageRepository) -> str:
+def branch_head(adapter: PackageRepository) -> str:
     """The head commit of the registered branch ("" when it holds no package yet).
 
     An adapter may say it directly (``branch_head()``); otherwise every placeholder revision

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -39,8 +40,10 @@ from psycopg.pq import TransactionStatus
 from porch.errors import Conflict, InternalError, Invalid, Unavailable
 from porch.store.sqlite import (
     CONTENT_COLUMNS,
+    RIVAL,
     content_from_columns,
     content_params,
+    equalities,
     event_params,
     revision_params,
     row_from_columns,
@@ -165,6 +168,15 @@ def _lease_id(key: str) -> int:
     """The advisory lock number of a lease key: 64 bits of its SHA-256, signed."""
     return int.from_bytes(
         hashlib.sha256(b"porch-sync-lease:" + key.encode()).digest()[:8], "big", signed=True
+    )
+
+
+def _writes_id(namespace: str, repository: str) -> int:
+    """The advisory lock number of a repository's API writes in flight (``_WriteHolds``): as
+    ``_lease_id``, under a prefix of its own, so it never is a lease's number."""
+    key = f"{namespace}/{repository}".encode()
+    return int.from_bytes(
+        hashlib.sha256(b"porch-writes-in-flight:" + key).digest()[:8], "big", signed=True
     )
 
 
@@ -347,6 +359,13 @@ class _Txn:
             (namespace, repository),
         )
 
+    def exclude_writes(self, namespace: str, repository: str) -> bool:
+        # Exclusive, until this transaction ends; fails while any replica holds it shared.
+        r = self._conn.execute(
+            "SELECT pg_try_advisory_xact_lock(%s)", (_writes_id(namespace, repository),)
+        ).fetchone()
+        return bool(r and r[0])
+
 
 class _Pool:
     """A small blocking pool of autocommit connections (at most ``size`` open at once)."""
@@ -496,6 +515,169 @@ class Listener:
             self._thread.join()
 
 
+class _WriteHolds:
+    """API writes in flight per repository, seen by every replica (docs/sync.md).
+
+    While this process has writes in flight on a repository, one connection kept for that holds
+    the repository's advisory lock (``_writes_id``) *shared*, at session level: the first write
+    takes it (one round trip), nested and concurrent ones of this process only count, and when
+    the last one ends, a background thread gives it back, off the write's path. A sync's commit
+    transaction tries the same lock *exclusively* (``_Txn.exclude_writes``), which fails while
+    any replica holds it; once the sync has it, a write that starts waits for that commit. When
+    a process or its connection dies, PostgreSQL drops its locks: a crashed replica never keeps
+    syncs out.
+    """
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._cond = threading.Condition()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._count: dict[int, int] = {}  # lock id -> writes in flight in this process
+        self._held: set[int] = set()  # lock ids the connection's session holds
+        self._release: set[int] = set()  # lock ids for the releaser to give back
+        self._releaser: threading.Thread | None = None
+        self._closed = False
+
+    @contextmanager
+    def hold(self, lock_id: int) -> Iterator[None]:
+        self._enter(lock_id)
+        try:
+            yield
+        finally:
+            self._leave(lock_id)
+
+    def _enter(self, lock_id: int) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    raise Unavailable("the store is closed")
+                # Held already (by a write of this process, or not given back yet): just count.
+                if lock_id in self._held or self._take(lock_id):
+                    self._count[lock_id] = self._count.get(lock_id, 0) + 1
+                    return
+            # A sync is committing this repository (it holds the lock exclusively until its
+            # transaction ends): wait for that without holding up this process's other writes.
+            try:
+                with self._store._pool.connection() as conn:
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (lock_id,))
+            except psycopg.Error as exc:
+                raise self._store._translate(exc) from exc
+
+    def _take(self, lock_id: int) -> bool:
+        """The shared lock on this process's connection; False while a sync holds it."""
+        for attempt in (1, 2):
+            try:
+                conn = self._connection()
+                r = conn.execute("SELECT pg_try_advisory_lock_shared(%s)", (lock_id,)).fetchone()
+            except psycopg.Error as exc:
+                self._drop()
+                # A connection the server dropped: nothing was taken, reconnect once.
+                if attempt == 1 and isinstance(exc, psycopg.OperationalError):
+                    continue
+                raise self._store._translate(exc) from exc
+            if r and r[0]:
+                self._held.add(lock_id)
+                return True
+            return False
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self._drop()
+        conn = self._conn = self._store._connect()
+        if self._count:
+            # Writes still in flight lost their locks with the old session: take them again.
+            rows = conn.execute(
+                "SELECT id FROM unnest(%s::bigint[]) AS id WHERE pg_try_advisory_lock_shared(id)",
+                (list(self._count),),
+            ).fetchall()
+            self._held.update(int(r[0]) for r in rows)
+            if len(self._held) < len(self._count):
+                log.warning("store: a sync may have indexed a write in flight (reconnected)")
+        return conn
+
+    def _drop(self) -> None:
+        """Close the connection: PostgreSQL gives back every lock its session held."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._held.clear()
+
+    def _leave(self, lock_id: int) -> None:
+        with self._cond:
+            left = self._count[lock_id] - 1
+            if left:
+                self._count[lock_id] = left
+                return
+            del self._count[lock_id]
+            if lock_id not in self._held:
+                return
+            self._release.add(lock_id)
+            if self._releaser is None:
+                self._releaser = threading.Thread(
+                    target=self._run, name="porch-pg-writes", daemon=True
+                )
+                self._releaser.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                self._cond.wait_for(lambda: bool(self._release) or self._closed)
+                if self._closed:
+                    return
+                # A write that started meanwhile counts again: its lock stays.
+                ids = [i for i in self._release if i in self._held and i not in self._count]
+                self._release.clear()
+                if ids and self._conn is not None:
+                    try:
+                        self._conn.execute(
+                            "SELECT pg_advisory_unlock_shared(id) FROM unnest(%s::bigint[]) AS id",
+                            (ids,),
+                        )
+                        self._held.difference_update(ids)
+                    except psycopg.Error as exc:
+                        log.warning("store: giving write locks back failed (%s)", exc)
+                        self._drop()  # gives them back all the same
+                        try:
+                            if self._count:
+                                self._connection()
+                        except Exception as again:  # the next write reconnects
+                            log.warning("store: write locks not taken again (%s)", again)
+                self._cond.notify_all()
+
+    def wait(self, lock_id: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            # This process's own lock: its writes are over, the releaser gives it back.
+            if not self._cond.wait_for(lambda: lock_id not in self._held, timeout):
+                return False
+        # Another replica's: no notice comes when it ends, so look again now and then. An
+        # exclusive try in a statement of its own is taken and given back at once.
+        pause = 0.01
+        while True:
+            r = self._store._read("SELECT pg_try_advisory_xact_lock(%s)", (lock_id,))
+            if r and r[0][0]:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.2)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._drop()
+            self._cond.notify_all()
+            thread = self._releaser
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+
 class PostgresStore:
     """The shared store; ``dsn`` is a libpq URL or key=value string.
 
@@ -517,6 +699,8 @@ class PostgresStore:
         self._lease_conn: psycopg.Connection[Any] | None = None
         self._leased: set[str] = set()
         self._lease_lock = threading.Lock()
+        # API writes in flight (``hold_writes``): shared advisory locks on another connection.
+        self._holds = _WriteHolds(self)
         self._migrate()
 
     # --- connections --------------------------------------------------------------------------
@@ -661,6 +845,15 @@ class PostgresStore:
         )
         return row_from_columns(rows[0]) if rows else None
 
+    def get_revision_and_rival(self, namespace: str, name: str) -> tuple[RevisionRow | None, int]:
+        rows = self._read(
+            f"SELECT {_REV_COLUMNS}, {RIVAL} FROM revisions r WHERE namespace = %s AND name = %s",
+            (namespace, name),
+        )
+        if not rows:
+            return None, 0
+        return row_from_columns(rows[0][:-1]), int(rows[0][-1] or 0)
+
     def list_revisions(
         self,
         namespace: str | None = None,
@@ -668,15 +861,7 @@ class PostgresStore:
         repository: str | None = None,
         package: str | None = None,
     ) -> list[RevisionRow]:
-        where, args = [], []
-        for column, value in (
-            ("namespace", namespace),
-            ("repository", repository),
-            ("package", package),
-        ):
-            if value is not None:
-                where.append(f"{column} = %s")
-                args.append(value)
+        where, args = equalities("%s", namespace=namespace, repository=repository, package=package)
         sql = f"SELECT {_REV_COLUMNS} FROM revisions"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -709,20 +894,40 @@ class PostgresStore:
         name: str | None = None,
     ) -> list[tuple[str, str, str]]:
         """(namespace, name, JSON body) in list order; the body is "" until first stamped."""
-        where, args = [], []
-        for column, value in (
-            ("namespace", namespace),
-            ("repository", repository),
-            ("package", package),
-            ("name", name),
-        ):
-            if value is not None:
-                where.append(f"{column} = %s")
-                args.append(value)
+        where, args = equalities(
+            "%s", namespace=namespace, repository=repository, package=package, name=name
+        )
         sql = "SELECT namespace, name, body FROM revisions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         return [(r[0], r[1], r[2]) for r in self._read(sql + _ORDER, args)]
+
+    def list_bodies_at(
+        self,
+        namespace: str | None = None,
+        *,
+        repository: str | None = None,
+        package: str | None = None,
+        name: str | None = None,
+    ) -> tuple[int, list[tuple[str, str, str]]]:
+        """``current_resource_version()`` and ``list_bodies(...)`` read in one statement (one
+        round trip, one snapshot: the list holds exactly what that resourceVersion says)."""
+        on, args = equalities(
+            "%s",
+            prefix="r.",
+            namespace=namespace,
+            repository=repository,
+            package=package,
+            name=name,
+        )
+        on.insert(0, "TRUE")
+        sql = (
+            "SELECT c.value, r.namespace, r.name, r.body FROM counter c"
+            f" LEFT JOIN revisions r ON {' AND '.join(on)} WHERE c.id = 1"
+            + _ORDER.replace(" BY ", " BY r.").replace(", ", ", r.")
+        )
+        rows = self._read(sql, args)
+        return int(rows[0][0]), [(r[1], r[2], r[3]) for r in rows if r[1] is not None]
 
     def nested_package(self, namespace: str, repository: str, package: str) -> str | None:
         parts = package.split("/")
@@ -876,6 +1081,18 @@ class PostgresStore:
                         conn.close()
                         self._lease_conn = None
 
+    # --- API writes in flight ----------------------------------------------------------------
+
+    def hold_writes(self, namespace: str, repository: str) -> AbstractContextManager[None]:
+        """Mark an API write in flight on the repository for every replica (``_WriteHolds``);
+        one round trip when this process has none there yet, none otherwise."""
+        return self._holds.hold(_writes_id(namespace, repository))
+
+    def wait_writes(self, namespace: str, repository: str, timeout: float) -> bool:
+        """Wait until no replica has a write in flight on the repository (not to be called
+        inside a transaction of this thread); False after ``timeout`` seconds."""
+        return self._holds.wait(_writes_id(namespace, repository), timeout)
+
     def close(self) -> None:
         with self._listeners_lock:
             listeners, self._listeners = self._listeners, []
@@ -885,4 +1102,5 @@ class PostgresStore:
             if self._lease_conn is not None:
                 self._lease_conn.close()
                 self._lease_conn = None
+        self._holds.close()
         self._pool.close()

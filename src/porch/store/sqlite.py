@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,27 @@ _REV_COLUMNS = (
     "namespace, name, repository, package, workspace, revision, lifecycle, commit_id, ref,"
     " tasks, published_by, published_at, kptfile, meta, resource_version"
 )
+
+# The highest published revision of the same package other than the outer row ``r`` (both
+# stores).
+RIVAL = (
+    "(SELECT MAX(o.revision) FROM revisions o WHERE o.namespace = r.namespace"
+    " AND o.repository = r.repository AND o.package = r.package AND o.name != r.name"
+    " AND o.lifecycle IN ('Published', 'DeletionProposed'))"
+)
+
+
+def equalities(
+    placeholder: str, *, prefix: str = "", **values: str | None
+) -> tuple[list[str], list[str]]:
+    """``column = <placeholder>`` conditions (columns prefixed with ``prefix``) and their
+    arguments, for the given values that are not None, in the order given (both stores)."""
+    conditions, args = [], []
+    for column, value in values.items():
+        if value is not None:
+            conditions.append(f"{prefix}{column} = {placeholder}")
+            args.append(value)
+    return conditions, args
 
 
 def _dumps(value: Any) -> str:
@@ -282,6 +303,10 @@ class _Txn:
             "DELETE FROM contents WHERE namespace = ? AND repository = ?", (namespace, repository)
         )
 
+    def exclude_writes(self, namespace: str, repository: str) -> bool:
+        # One process uses a SQLite file: the engine's own count of its writes is all there is.
+        return True
+
 
 class SqliteStore:
     """The embedded store; ``path`` is a file (WAL needs one)."""
@@ -324,6 +349,15 @@ class SqliteStore:
                 raise
             conn.execute("COMMIT")
 
+    # API writes in flight (docs/sync.md): one process uses a SQLite file, and the engine
+    # counts its own writes, so there is nothing to share.
+
+    def hold_writes(self, namespace: str, repository: str) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def wait_writes(self, namespace: str, repository: str, timeout: float) -> bool:
+        return True
+
     def get_revision(self, namespace: str, name: str) -> RevisionRow | None:
         cur = self._conn().execute(
             f"SELECT {_REV_COLUMNS} FROM revisions WHERE namespace = ? AND name = ?",
@@ -332,6 +366,14 @@ class SqliteStore:
         r = cur.fetchone()
         return row_from_columns(r) if r else None
 
+    def get_revision_and_rival(self, namespace: str, name: str) -> tuple[RevisionRow | None, int]:
+        cur = self._conn().execute(
+            f"SELECT {_REV_COLUMNS}, {RIVAL} FROM revisions r WHERE namespace = ? AND name = ?",
+            (namespace, name),
+        )
+        r = cur.fetchone()
+        return (row_from_columns(r[:-1]), int(r[-1] or 0)) if r else (None, 0)
+
     def list_revisions(
         self,
         namespace: str | None = None,
@@ -339,15 +381,7 @@ class SqliteStore:
         repository: str | None = None,
         package: str | None = None,
     ) -> list[RevisionRow]:
-        where, args = [], []
-        for column, value in (
-            ("namespace", namespace),
-            ("repository", repository),
-            ("package", package),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
+        where, args = equalities("?", namespace=namespace, repository=repository, package=package)
         sql = f"SELECT {_REV_COLUMNS} FROM revisions"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -388,16 +422,9 @@ class SqliteStore:
         name: str | None = None,
     ) -> list[tuple[str, str, str]]:
         """(namespace, name, JSON body) in list order; the body is "" until first stamped."""
-        where, args = [], []
-        for column, value in (
-            ("namespace", namespace),
-            ("repository", repository),
-            ("package", package),
-            ("name", name),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
+        where, args = equalities(
+            "?", namespace=namespace, repository=repository, package=package, name=name
+        )
         sql = "SELECT namespace, name, body FROM revisions"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -120,11 +120,35 @@ class Transaction(Protocol):
         """Drop every content row of a repository (it was unregistered)."""
         ...
 
+    def exclude_writes(self, namespace: str, repository: str) -> bool:
+        """In a sync's commit transaction: False when an API write of any process sharing the
+        store is in flight on the repository (``Store.hold_writes``); True when none is, and
+        then none can start until this transaction ends (docs/sync.md)."""
+        ...
+
 
 class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
+    def hold_writes(self, namespace: str, repository: str) -> AbstractContextManager[None]:
+        """Mark an API write in flight on the repository, for every process sharing the store,
+        until the context ends (from a write's first git change to the end of its index commit
+        or undo). Nests; waits while a sync commits that repository (docs/sync.md)."""
+        ...
+
+    def wait_writes(self, namespace: str, repository: str, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds until no process sharing the store has a write in
+        flight on the repository; False when one still has."""
+        ...
+
     def get_revision(self, namespace: str, name: str) -> RevisionRow | None: ...
+
+    def get_revision_and_rival(self, namespace: str, name: str) -> tuple[RevisionRow | None, int]:
+        """A revision and, read in the same statement (one snapshot), the highest
+        Published/DeletionProposed revision of its package other than itself (0 when none):
+        what its computed latest label depends on. A row and a separately read maximum can
+        straddle a concurrent approval (docs/reliability.md)."""
+        ...
 
     def list_revisions(
         self,
