@@ -227,20 +227,7 @@ class PorchClient:
             params["resourceVersion"] = resource_version
         if timeout_seconds:
             params["timeoutSeconds"] = str(timeout_seconds)
-        path = self._path(PORCH, "packagerevisions", self._ns(namespace))
-        try:
-            with self._http.stream(
-                "GET", path, params=params, timeout=None, extensions=self._extensions
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise error_from_response(response)
-                for line in response.iter_lines():
-                    if line.strip():
-                        event = orjson.loads(line)
-                        yield WatchEvent(str(event.get("type")), event.get("object") or {})
-        except httpx.HTTPError as exc:
-            raise TransportError(f"watch on {self.base_url} ended: {_why(exc)}") from None
+        yield from self._stream(self._path(PORCH, "packagerevisions", self._ns(namespace)), params)
 
     # --- packagerevisionresources -----------------------------------------------------------
 
