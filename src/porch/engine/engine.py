@@ -366,7 +366,7 @@ class Engine:
         )
 
     def _is_latest(self, row: RevisionRow) -> bool:
-        if row.revision <= 0 or not Lifecycle(row.lifecycle).published_like:
+        if not _published(row):
             return False
         others = self.store.max_published_revision(
             row.namespace, row.repository, row.package, excluding=row.name
@@ -386,8 +386,7 @@ class Engine:
         row, rival = self.store.get_revision_and_rival(namespace, name)
         if row is None:
             raise NotFound(f'{RESOURCE} "{name}" not found')
-        published = row.revision > 0 and Lifecycle(row.lifecycle).published_like
-        return row, published and row.revision > rival
+        return row, _published(row) and row.revision > rival
 
     def _row(self, namespace: str, name: str) -> RevisionRow:
         if not namespace:
@@ -1519,9 +1518,7 @@ class Engine:
                     for r in self.store.list_revisions(
                         row.namespace, repository=row.repository, package=row.package
                     )
-                    if r.revision > 0
-                    and Lifecycle(r.lifecycle).published_like
-                    and r.revision == number - 1
+                    if _published(r) and r.revision == number - 1
                 ]
                 events = [
                     self._stamp(txn, published, "MODIFIED", repo, expect=row.resource_version)
@@ -1660,7 +1657,7 @@ class Engine:
 
             def work(txn: Transaction) -> builtins.list[Event]:
                 events = [self._stamp(txn, gone, "DELETED", repo, expect=row.resource_version)]
-                if row.revision <= 0 or not Lifecycle(row.lifecycle).published_like:
+                if not _published(row):
                     return events
                 # Decided here, where every replica's writes are seen (not from ``before``):
                 # if the gone revision was its package's latest, the next one becomes it.
@@ -1669,14 +1666,11 @@ class Engine:
                     for r in self.store.list_revisions(
                         row.namespace, repository=row.repository, package=row.package
                     )
-                    if r.revision > 0
-                    and Lifecycle(r.lifecycle).published_like
-                    and r.name != row.name
+                    if _published(r) and r.name != row.name
                 ]
-                if rest:
-                    newest = max(rest, key=lambda r: r.revision)
-                    if newest.revision < row.revision:
-                        events.append(self._stamp(txn, newest, "MODIFIED", repo, latest=True))
+                newest = max(rest, key=lambda r: r.revision, default=None)
+                if newest is not None and newest.revision < row.revision:
+                    events.append(self._stamp(txn, newest, "MODIFIED", repo, latest=True))
                 return events
 
             self._commit(work, [change], point="delete:after-delete")
@@ -1804,6 +1798,11 @@ def _local_git(repo: Repository) -> bool:
 
 class _SyncRaced(Exception):
     """An API write changed the repository's index while a sync was comparing it."""
+
+
+def _published(row: RevisionRow) -> bool:
+    """A numbered Published/DeletionProposed revision: one that can be its package's latest."""
+    return row.revision > 0 and Lifecycle(row.lifecycle).published_like
 
 
 def _latest_by_package(revisions: Iterable[tuple[str, int, Lifecycle]]) -> dict[str, int]:
