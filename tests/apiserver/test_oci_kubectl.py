@@ -21,7 +21,8 @@ import yaml
 from porch.api.types import Lifecycle
 from porch.repository.oci import OciRepository
 from porch.repository.types import Author
-from porch.testing.oci_registry import FaultProxy, OciRegistry, RegistryMissing, required
+from porch.testing.oci_registry import FaultProxy, OciRegistry
+from tests._oci import registry_or_skip
 from tests.apiserver.served import Kubectl, Served, have_kubectl, start
 
 pytestmark = [
@@ -34,13 +35,7 @@ WAIT = 120.0  # generous: a failed sync is retried after a back-off of 5 s, then
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[OciRegistry]:
-    try:
-        reg = OciRegistry()
-    except RegistryMissing as exc:
-        if required():
-            pytest.fail(f"PORCH_REQUIRE_OCI=1 but {exc}")
-        pytest.skip(str(exc))
-    with reg:
+    with registry_or_skip() as reg:
         yield reg
 
 

@@ -13,19 +13,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from porch.testing.oci_registry import OciRegistry, RegistryMissing, required
+from porch.testing.oci_registry import OciRegistry
+from tests._oci import registry_or_skip
 from tests.apiserver.conftest import PR_PATH, PRR_PATH, REPO_PATH, Client, draft
 
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[OciRegistry]:
-    try:
-        reg = OciRegistry()
-    except RegistryMissing as exc:
-        if required():
-            pytest.fail(f"PORCH_REQUIRE_OCI=1 but {exc}")
-        pytest.skip(str(exc))
-    with reg:
+    with registry_or_skip() as reg:
         yield reg
 
 

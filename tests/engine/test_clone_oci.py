@@ -37,12 +37,10 @@ from porch.tasks.clone import OciUpstreamLock, UpstreamLock, set_upstream
 from porch.testing.git_repos import new_bare
 from porch.testing.oci_registry import (
     OciRegistry,
-    PasswordHasherMissing,
-    RegistryMissing,
     free_port,
-    required,
 )
 from porch.testing.postgres import store_url_from_env
+from tests._oci import registry_or_skip
 
 NS = "default"
 CM = """\
@@ -57,23 +55,9 @@ data:
 _prefixes = itertools.count(1)
 
 
-def _start(**kwargs: Any) -> OciRegistry:
-    try:
-        registry = OciRegistry(**kwargs)
-    except PasswordHasherMissing as exc:
-        pytest.skip(f"auth tests need a bcrypt hasher: {exc}")
-    except RegistryMissing as exc:
-        if required():
-            pytest.fail(f"PORCH_REQUIRE_OCI=1 but {exc}")
-        pytest.skip(str(exc))
-    registry.start()
-    return registry
-
-
 @pytest.fixture(scope="module")
 def registry() -> Iterator[OciRegistry]:
-    reg = _start()
-    with reg:
+    with registry_or_skip() as reg:
         yield reg
 
 
@@ -309,8 +293,7 @@ def test_clone_from_oci_image(engine: Engine, registry: OciRegistry, tmp_path: P
 
 
 def test_clone_from_oci_image_with_registry_credentials(engine: Engine, tmp_path: Path) -> None:
-    secured = _start(basic=("alice", "s3cret-pw"))
-    with secured:
+    with registry_or_skip(basic=("alice", "s3cret-pw")) as secured:
         engine.objects.create(
             "Secret",
             {

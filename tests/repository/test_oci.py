@@ -14,10 +14,10 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from tests._oci import registry_or_skip
 
 from porch.api.types import Lifecycle
 from porch.errors import (
@@ -44,11 +44,8 @@ from porch.testing.git_repos import new_bare
 from porch.testing.oci_registry import (
     FaultProxy,
     OciRegistry,
-    PasswordHasherMissing,
-    RegistryMissing,
     TokenServer,
     free_port,
-    required,
 )
 
 JANE = Author("Jane Doe", "jane@example.com")
@@ -57,21 +54,9 @@ INIT = {"type": "init", "init": {"description": "d"}}
 _prefixes = itertools.count(1)
 
 
-def _start(**kwargs: Any) -> OciRegistry:
-    try:
-        registry = OciRegistry(**kwargs)
-    except RegistryMissing as exc:
-        if required():
-            pytest.fail(f"PORCH_REQUIRE_OCI=1 but {exc}")
-        pytest.skip(str(exc))
-    registry.start()
-    return registry
-
-
 @pytest.fixture(scope="module")
 def registry() -> Iterator[OciRegistry]:
-    reg = _start()
-    with reg:
+    with registry_or_skip() as reg:
         yield reg
 
 
@@ -463,15 +448,7 @@ def test_fetch_oci_package(registry: OciRegistry) -> None:
 
 @pytest.fixture(scope="module")
 def secured() -> Iterator[OciRegistry]:
-    try:
-        reg = OciRegistry(basic=("alice", "s3cret-pw"))
-    except PasswordHasherMissing as exc:  # no bcrypt/htpasswd: only the auth tests skip
-        pytest.skip(f"auth tests need a bcrypt hasher: {exc}")
-    except RegistryMissing as exc:
-        if required():
-            pytest.fail(f"PORCH_REQUIRE_OCI=1 but {exc}")
-        pytest.skip(str(exc))
-    with reg:
+    with registry_or_skip(basic=("alice", "s3cret-pw")) as reg:
         yield reg
 
 
@@ -646,13 +623,7 @@ def test_interrupted_publish_is_recovered(registry: OciRegistry) -> None:
 def test_bearer_token_flow_on_a_real_registry(tmp_path: Path) -> None:
     token = TokenServer("carol", "tok-pw", tmp_path)
     try:
-        try:
-            reg = OciRegistry(tmp_path / "reg", token=token)
-        except RegistryMissing as exc:
-            if required():
-                pytest.fail(f"PORCH_REQUIRE_OCI=1 but {exc}")
-            pytest.skip(str(exc))
-        with reg:
+        with registry_or_skip(tmp_path / "reg", token=token) as reg:
             challenge = httpx.get(f"{reg.url}/v2/").headers["www-authenticate"]
             assert challenge.startswith("Bearer realm=")
             good = OciRepository(reg.registry("tok"), credentials=OciCredentials("carol", "tok-pw"))
