@@ -1,21 +1,10 @@
-"""PostgreSQL's ``list_bodies_at``: the list of stored bodies and the resourceVersion of the
-same snapshot in one statement (what ``Engine.list_raw`` serves a list from)."""
+"""``list_bodies_at`` on both stores: the list of stored bodies and the resourceVersion of the
+same snapshot in one statement (what ``Engine.list_raw`` and ``Engine.list_bodies`` serve a
+list from)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from porch.store.postgres import PostgresStore
-from porch.store.types import RevisionRow
-
-
-@pytest.fixture
-def store(pg_dsn: str) -> Iterator[PostgresStore]:
-    s = PostgresStore(pg_dsn)
-    yield s
-    s.close()
+from porch.store.types import RevisionRow, Store
 
 
 def _row(repository: str, package: str, revision: int) -> RevisionRow:
@@ -25,14 +14,14 @@ def _row(repository: str, package: str, revision: int) -> RevisionRow:
     )
 
 
-def _put(store: PostgresStore, *rows: RevisionRow) -> None:
+def _put(store: Store, *rows: RevisionRow) -> None:
     with store.transaction() as txn:
         for row in rows:
             row.resource_version = txn.next_resource_version()
             txn.put_revision(row, {"metadata": {"name": row.name}})
 
 
-def test_same_rows_and_version_as_the_two_separate_reads(store: PostgresStore) -> None:
+def test_same_rows_and_version_as_the_two_separate_reads(store: Store) -> None:
     _put(store, _row("a", "p", 2), _row("a", "p", 1), _row("b", "p", 1), _row("a", "q", 1))
     for keys in (
         {},

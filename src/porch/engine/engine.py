@@ -828,7 +828,6 @@ class Engine:
         objects anew per list is what this avoids.
         """
         flt = parse_revision_filter(namespace, field_selector, label_selector)
-        rv = self.current_resource_version()
         if flt.name:
             # A metadata.name selector replaces every other key filter (spec §1.8).
             flt = RevisionFilter(
@@ -842,12 +841,13 @@ class Engine:
             flt.workspace or flt.revision or flt.lifecycle or flt.kptfile_labels or flt.labels
         )
         out = []
-        for ns, name, text in self.store.list_bodies(
+        version, rows = self.store.list_bodies_at(
             flt.namespace,
             repository=flt.repository or None,
             package=flt.package or None,
             name=flt.name or None,
-        ):
+        )
+        for ns, name, text in rows:
             if text:
                 body = orjson.loads(text)
             else:  # written before bodies were kept
@@ -857,7 +857,7 @@ class Engine:
                 body = self._object(row, self.repositories.get(ns, row.repository)).to_dict()
             if not check or _revision_matches(flt, body):
                 out.append(body)
-        return out, rv
+        return out, str(version)
 
     def list_raw(
         self, namespace: str | None, *, field_selector: str = "", label_selector: str = ""
@@ -874,13 +874,8 @@ class Engine:
             "package": flt.package or None,
             "name": flt.name or None,
         }
-        at = getattr(self.store, "list_bodies_at", None)
-        if callable(at):  # the version and the rows in one round trip (PostgreSQL)
-            version, rows = at(flt.namespace, **keys)
-            rv = str(version)
-        else:
-            rv = self.current_resource_version()
-            rows = self.store.list_bodies(flt.namespace, **keys)
+        version, rows = self.store.list_bodies_at(flt.namespace, **keys)
+        rv = str(version)
         if any(not text for _ns, _name, text in rows):
             return None, ""  # rows written before bodies were kept: take the parsing path
         return [text.encode() for _ns, _name, text in rows], rv

@@ -41,6 +41,8 @@ from porch.errors import Conflict, InternalError, Invalid, Unavailable
 from porch.store.sqlite import (
     CONTENT_COLUMNS,
     RIVAL,
+    bodies_at_query,
+    bodies_at_rows,
     content_from_columns,
     content_params,
     equalities,
@@ -912,22 +914,10 @@ class PostgresStore:
     ) -> tuple[int, list[tuple[str, str, str]]]:
         """``current_resource_version()`` and ``list_bodies(...)`` read in one statement (one
         round trip, one snapshot: the list holds exactly what that resourceVersion says)."""
-        on, args = equalities(
-            "%s",
-            prefix="r.",
-            namespace=namespace,
-            repository=repository,
-            package=package,
-            name=name,
+        sql, args = bodies_at_query(
+            "%s", namespace=namespace, repository=repository, package=package, name=name
         )
-        on.insert(0, "TRUE")
-        sql = (
-            "SELECT c.value, r.namespace, r.name, r.body FROM counter c"
-            f" LEFT JOIN revisions r ON {' AND '.join(on)} WHERE c.id = 1"
-            + _ORDER.replace(" BY ", " BY r.").replace(", ", ", r.")
-        )
-        rows = self._read(sql, args)
-        return int(rows[0][0]), [(r[1], r[2], r[3]) for r in rows if r[1] is not None]
+        return bodies_at_rows(self._read(sql, args))
 
     def nested_package(self, namespace: str, repository: str, package: str) -> str | None:
         parts = package.split("/")

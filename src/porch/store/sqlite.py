@@ -112,6 +112,22 @@ def equalities(
     return conditions, args
 
 
+def bodies_at_query(placeholder: str, **filters: str | None) -> tuple[str, list[str]]:
+    """One statement for ``list_bodies_at`` (both stores): the counter's value on every row,
+    LEFT JOINed to the matching revisions (one row with NULLs when none match)."""
+    on, args = equalities(placeholder, prefix="r.", **filters)
+    sql = (
+        "SELECT c.value, r.namespace, r.name, r.body FROM counter c"
+        f" LEFT JOIN revisions r ON {' AND '.join(['TRUE', *on])} WHERE c.id = 1"
+        " ORDER BY r.namespace, r.repository, r.package, r.revision, r.lifecycle, r.name"
+    )
+    return sql, args
+
+
+def bodies_at_rows(rows: Sequence[Sequence[Any]]) -> tuple[int, list[tuple[str, str, str]]]:
+    return int(rows[0][0]), [(r[1], r[2], r[3]) for r in rows if r[1] is not None]
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -430,6 +446,19 @@ class SqliteStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY namespace, repository, package, revision, lifecycle, name"
         return [(r[0], r[1], r[2]) for r in self._conn().execute(sql, args)]
+
+    def list_bodies_at(
+        self,
+        namespace: str | None = None,
+        *,
+        repository: str | None = None,
+        package: str | None = None,
+        name: str | None = None,
+    ) -> tuple[int, list[tuple[str, str, str]]]:
+        sql, args = bodies_at_query(
+            "?", namespace=namespace, repository=repository, package=package, name=name
+        )
+        return bodies_at_rows(self._conn().execute(sql, args).fetchall())
 
     def nested_package(self, namespace: str, repository: str, package: str) -> str | None:
         conn = self._conn()

@@ -177,6 +177,18 @@ class Store(Protocol):
         name: str | None = None,
     ) -> list[tuple[str, str, str]]: ...
 
+    def list_bodies_at(
+        self,
+        namespace: str | None = None,
+        *,
+        repository: str | None = None,
+        package: str | None = None,
+        name: str | None = None,
+    ) -> tuple[int, list[tuple[str, str, str]]]:
+        """``current_resource_version()`` and ``list_bodies(...)`` read in one statement: the
+        list holds exactly what that resourceVersion says, in one round trip."""
+        ...
+
     def nested_package(self, namespace: str, repository: str, package: str) -> str | None:
         """Another package path that contains ``package`` or lies inside it, if any."""
         ...
