@@ -381,22 +381,14 @@ class Engine:
         then be refused with 422 (its label no longer matches) where the right answer is 409
         (the object changed); a GET would serve a label its resourceVersion never had.
         """
-        if not namespace:
-            raise BadRequest("namespace must be specified")
-        row, rival = self.store.get_revision_and_rival(namespace, name)
-        if row is None:
-            raise NotFound(f'{RESOURCE} "{name}" not found')
+        _check_namespace(namespace)
+        found, rival = self.store.get_revision_and_rival(namespace, name)
+        row = _found(found, name)
         return row, _published(row) and row.revision > rival
 
     def _row(self, namespace: str, name: str) -> RevisionRow:
-        if not namespace:
-            raise BadRequest("namespace must be specified")
-        row = self.store.get_revision(namespace, name)
-        if row is None:
-            # A name that cannot even be parsed names nothing either: 404, as kube-apiserver
-            # answers for any absent name (and server-side apply can then create the object).
-            raise NotFound(f'{RESOURCE} "{name}" not found')
-        return row
+        _check_namespace(namespace)
+        return _found(self.store.get_revision(namespace, name), name)
 
     def _render(self, files: Mapping[str, str]) -> RenderOutcome:
         return self.renderer.render(files)
@@ -1793,6 +1785,19 @@ def _local_git(repo: Repository) -> bool:
 
 class _SyncRaced(Exception):
     """An API write changed the repository's index while a sync was comparing it."""
+
+
+def _check_namespace(namespace: str) -> None:
+    if not namespace:
+        raise BadRequest("namespace must be specified")
+
+
+def _found(row: RevisionRow | None, name: str) -> RevisionRow:
+    if row is None:
+        # A name that cannot even be parsed names nothing either: 404, as kube-apiserver
+        # answers for any absent name (and server-side apply can then create the object).
+        raise NotFound(f'{RESOURCE} "{name}" not found')
+    return row
 
 
 def _published(row: RevisionRow) -> bool:
